@@ -1,0 +1,66 @@
+# Finds kvc's third-party dependencies: Debian packages through their CMake configs, LibTorch through the
+# project venv's torch wheel.
+find_package(absl CONFIG REQUIRED)
+find_package(Protobuf REQUIRED)
+find_package(gRPC CONFIG REQUIRED)
+find_package(prometheus-cpp CONFIG REQUIRED)
+find_package(OpenSSL REQUIRED)
+find_package(nlohmann_json CONFIG REQUIRED)
+find_package(GTest CONFIG REQUIRED)
+find_package(benchmark CONFIG REQUIRED)
+find_package(Threads REQUIRED)
+
+set(KVC_PYTHON "${KVC_VENV}/bin/python" CACHE FILEPATH "Python interpreter of the venv")
+if(NOT EXISTS "${KVC_PYTHON}")
+  message(FATAL_ERROR "No venv at ${KVC_VENV}: run scripts/setup.sh first")
+endif()
+execute_process(
+  COMMAND "${KVC_PYTHON}" -c "import torch, sys; sys.stdout.write(torch.utils.cmake_prefix_path + ';' + (torch.version.cuda or ''))"
+  OUTPUT_VARIABLE _kvc_torch_info RESULT_VARIABLE _kvc_torch_rc)
+if(NOT _kvc_torch_rc EQUAL 0)
+  message(FATAL_ERROR "torch is not importable from ${KVC_PYTHON}")
+endif()
+list(GET _kvc_torch_info 0 KVC_TORCH_CMAKE_PREFIX)
+list(GET _kvc_torch_info 1 KVC_TORCH_CUDA_VERSION)
+list(APPEND CMAKE_PREFIX_PATH "${KVC_TORCH_CMAKE_PREFIX}")
+
+# CUDA code is compiled only when a toolkit of the same major.minor as torch's CUDA is present. Without one,
+# the build uses torch's CPU side only; torch still dispatches to CUDA at run time where a GPU exists.
+set(KVC_WITH_CUDA OFF)
+if(KVC_TORCH_CUDA_VERSION)
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    execute_process(COMMAND ${CMAKE_CUDA_COMPILER} --version OUTPUT_VARIABLE _kvc_nvcc_out)
+    string(REGEX MATCH "release ([0-9]+\\.[0-9]+)" _ "${_kvc_nvcc_out}")
+    if(CMAKE_MATCH_1 STREQUAL KVC_TORCH_CUDA_VERSION)
+      set(KVC_WITH_CUDA ON)
+    else()
+      message(STATUS "kvc: nvcc ${CMAKE_MATCH_1} does not match torch CUDA ${KVC_TORCH_CUDA_VERSION}; no CUDA code")
+    endif()
+  endif()
+endif()
+if(KVC_WITH_CUDA)
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 80 90)
+  endif()
+  enable_language(CUDA)
+endif()
+
+# LibTorch is linked directly from the wheel rather than through TorchConfig.cmake: that config probes for
+# GPUs at configure time and fails on machines without one. libtorch.so pulls in libtorch_cuda.so for CUDA
+# wheels, so CUDA dispatch works wherever a GPU is present; --no-as-needed keeps it linked.
+get_filename_component(_kvc_torch_root "${KVC_TORCH_CMAKE_PREFIX}/../.." ABSOLUTE)
+add_library(kvc_torch INTERFACE)
+target_include_directories(kvc_torch SYSTEM INTERFACE
+  "${_kvc_torch_root}/include" "${_kvc_torch_root}/include/torch/csrc/api/include")
+set(_kvc_torch_libs)
+foreach(_lib torch torch_cpu c10)
+  find_library(_kvc_lib_${_lib} NAMES ${_lib} PATHS "${_kvc_torch_root}/lib" NO_DEFAULT_PATH REQUIRED)
+  list(APPEND _kvc_torch_libs "${_kvc_lib_${_lib}}")
+endforeach()
+target_link_libraries(kvc_torch INTERFACE "-Wl,--no-as-needed" ${_kvc_torch_libs} "-Wl,--as-needed")
+target_compile_definitions(kvc_torch INTERFACE _GLIBCXX_USE_CXX11_ABI=1)
+set(TORCH_LIBRARIES kvc_torch)
+set(KVC_TORCH_LIB_DIR "${_kvc_torch_root}/lib")
+message(STATUS "kvc: torch CUDA '${KVC_TORCH_CUDA_VERSION}', CUDA code: ${KVC_WITH_CUDA}")

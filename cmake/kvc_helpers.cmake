@@ -1,0 +1,38 @@
+# Small helpers in the style of abseil's absl_cc_library: one call per library or test.
+#
+# kvc_cc_library(NAME name SRCS ... [HDRS ...] [DEPS ...] [PUBLIC_DEFINES ...])
+#   A static library `name`; header-only when SRCS is empty.
+# kvc_cc_test(NAME name SRCS ... [DEPS ...] [LABELS ...] [ENV ...] [FIXTURES ...] [TIMEOUT s])
+#   A GoogleTest binary in build/bin, registered with ctest under the given labels.
+function(kvc_cc_library)
+  cmake_parse_arguments(K "" "NAME" "SRCS;HDRS;DEPS;PUBLIC_DEFINES" ${ARGN})
+  if(K_SRCS)
+    add_library(${K_NAME} STATIC ${K_SRCS} ${K_HDRS})
+    target_link_libraries(${K_NAME} PUBLIC ${K_DEPS})
+    target_compile_definitions(${K_NAME} PUBLIC ${K_PUBLIC_DEFINES})
+    target_compile_options(${K_NAME} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  else()
+    add_library(${K_NAME} INTERFACE)
+    target_link_libraries(${K_NAME} INTERFACE ${K_DEPS})
+    target_compile_definitions(${K_NAME} INTERFACE ${K_PUBLIC_DEFINES})
+  endif()
+endfunction()
+
+function(kvc_cc_test)
+  cmake_parse_arguments(K "" "NAME;TIMEOUT" "SRCS;DEPS;LABELS;ENV;FIXTURES;ARGS" ${ARGN})
+  add_executable(${K_NAME} ${K_SRCS})
+  target_link_libraries(${K_NAME} PRIVATE ${K_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
+  target_compile_options(${K_NAME} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  add_test(NAME ${K_NAME} COMMAND ${K_NAME} ${K_ARGS})
+  if(NOT K_LABELS)
+    set(K_LABELS unit)
+  endif()
+  if(NOT K_TIMEOUT)
+    set(K_TIMEOUT 300)
+  endif()
+  set_tests_properties(${K_NAME} PROPERTIES LABELS "${K_LABELS}" TIMEOUT ${K_TIMEOUT}
+    ENVIRONMENT "KVC_TESTDATA=${CMAKE_BINARY_DIR}/testdata;KVC_SOURCE_DIR=${CMAKE_SOURCE_DIR};${K_ENV}")
+  if(K_FIXTURES)
+    set_tests_properties(${K_NAME} PROPERTIES FIXTURES_REQUIRED "${K_FIXTURES}")
+  endif()
+endfunction()

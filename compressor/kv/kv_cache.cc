@@ -1,0 +1,83 @@
+#include "compressor/kv/kv_cache.h"
+
+#include <algorithm>
+
+namespace kvc {
+
+KvCache::KvCache(const KvCacheShape& shape) : shape_(shape), layers_(shape.num_layers) {}
+
+torch::Tensor KvCache::Keys(int64_t layer) const {
+  const Layer& l = layers_[layer];
+  if (!l.k.defined()) {
+    return torch::empty({shape_.kv_heads, 0, shape_.head_dim},
+                        torch::TensorOptions().dtype(shape_.dtype).device(shape_.device));
+  }
+  return l.k.narrow(1, 0, l.length);
+}
+
+torch::Tensor KvCache::Values(int64_t layer) const {
+  const Layer& l = layers_[layer];
+  if (!l.v.defined()) {
+    return torch::empty({shape_.kv_heads, 0, shape_.head_dim},
+                        torch::TensorOptions().dtype(shape_.dtype).device(shape_.device));
+  }
+  return l.v.narrow(1, 0, l.length);
+}
+
+torch::Tensor KvCache::Positions(int64_t layer) const {
+  const Layer& l = layers_[layer];
+  if (!l.positions.defined()) {
+    return torch::empty({shape_.kv_heads, 0}, torch::TensorOptions().dtype(torch::kInt64).device(shape_.device));
+  }
+  return l.positions.narrow(1, 0, l.length);
+}
+
+void KvCache::Reserve(Layer& l, int64_t capacity) {
+  int64_t current = l.k.defined() ? l.k.size(1) : 0;
+  if (capacity <= current) return;
+  int64_t grown = std::max<int64_t>({capacity, current * 2, 64});
+  auto opts = torch::TensorOptions().dtype(shape_.dtype).device(shape_.device);
+  torch::Tensor k = torch::empty({shape_.kv_heads, grown, shape_.head_dim}, opts);
+  torch::Tensor v = torch::empty({shape_.kv_heads, grown, shape_.head_dim}, opts);
+  torch::Tensor p = torch::empty({shape_.kv_heads, grown}, opts.dtype(torch::kInt64));
+  if (l.length > 0) {
+    k.narrow(1, 0, l.length).copy_(l.k.narrow(1, 0, l.length));
+    v.narrow(1, 0, l.length).copy_(l.v.narrow(1, 0, l.length));
+    p.narrow(1, 0, l.length).copy_(l.positions.narrow(1, 0, l.length));
+  }
+  l.k = k;
+  l.v = v;
+  l.positions = p;
+}
+
+void KvCache::Append(int64_t layer, const torch::Tensor& k, const torch::Tensor& v,
+                     const torch::Tensor& positions) {
+  Layer& l = layers_[layer];
+  int64_t n = k.size(1);
+  Reserve(l, l.length + n);
+  l.k.narrow(1, l.length, n).copy_(k);
+  l.v.narrow(1, l.length, n).copy_(v);
+  torch::Tensor p = positions.dim() == 1 ? positions.unsqueeze(0).expand({shape_.kv_heads, n}) : positions;
+  l.positions.narrow(1, l.length, n).copy_(p);
+  l.length += n;
+  peak_length_ = std::max(peak_length_, l.length);
+}
+
+void KvCache::Reset(int64_t layer, const torch::Tensor& k, const torch::Tensor& v,
+                    const torch::Tensor& positions) {
+  layers_[layer].length = 0;
+  Append(layer, k, v, positions);
+}
+
+void KvCache::Truncate(int64_t len) {
+  for (Layer& l : layers_) l.length = std::min(l.length, len);
+}
+
+int64_t KvCache::Bytes() const {
+  int64_t total = 0;
+  int64_t elem = static_cast<int64_t>(c10::elementSize(shape_.dtype));
+  for (const Layer& l : layers_) total += 2 * l.length * shape_.kv_heads * shape_.head_dim * elem;
+  return total;
+}
+
+}  // namespace kvc

@@ -1,0 +1,80 @@
+// The key/value cache of a decoder: per layer, K and V of shape [kv_heads, len, head_dim] plus the original
+// token position of every kept entry, [kv_heads, len] int64.
+//
+// Entries are ordered: attention treats every cached entry as preceding the tokens of the next chunk,
+// whatever their positions (compression may compact positions). All heads of a layer hold the same number
+// of entries; methods that keep different tokens per head still keep the same count per head.
+//
+// Storage grows geometrically, so appending chunk after chunk costs amortized O(len). Views returned by
+// Keys()/Values() are invalidated by the next Append or Reset on that layer.
+//
+// Thread safety: not thread-safe; one forward pass at a time.
+#ifndef KVC_COMPRESSOR_KV_KV_CACHE_H_
+#define KVC_COMPRESSOR_KV_KV_CACHE_H_
+
+#include <cstdint>
+#include <vector>
+
+#include <torch/types.h>
+
+namespace kvc {
+
+struct KvCacheShape {
+  int64_t num_layers = 0;
+  int64_t kv_heads = 0;
+  int64_t head_dim = 0;
+  torch::ScalarType dtype = torch::kFloat32;
+  torch::Device device = torch::kCPU;
+};
+
+class KvCache {
+ public:
+  explicit KvCache(const KvCacheShape& shape);
+
+  const KvCacheShape& shape() const { return shape_; }
+  int64_t num_layers() const { return shape_.num_layers; }
+  // Entries per head in `layer`.
+  int64_t length(int64_t layer) const { return layers_[layer].length; }
+  // Entries per head; equal in every layer between forward passes.
+  int64_t length() const { return layers_.empty() ? 0 : layers_[0].length; }
+  // Largest length ever held by any layer since construction: the memory high-water mark.
+  int64_t peak_length() const { return peak_length_; }
+
+  // [kv_heads, len, head_dim] views.
+  torch::Tensor Keys(int64_t layer) const;
+  torch::Tensor Values(int64_t layer) const;
+  // [kv_heads, len] int64 original positions.
+  torch::Tensor Positions(int64_t layer) const;
+
+  // k, v: [kv_heads, n, head_dim]; positions: [n] (shared by all heads) or [kv_heads, n].
+  void Append(int64_t layer, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& positions);
+  // Replaces a layer's contents (after selection); same shapes as Append.
+  void Reset(int64_t layer, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& positions);
+  // Drops entries past `len` in every layer (e.g. the query's KV between Finch chunks).
+  void Truncate(int64_t len);
+  void Clear() { Truncate(0); }
+
+  // Position at which the next token continues; maintained by whoever feeds the cache.
+  int64_t next_position() const { return next_position_; }
+  void set_next_position(int64_t p) { next_position_ = p; }
+
+  // Bytes of K and V actually held (not capacity).
+  int64_t Bytes() const;
+
+ private:
+  struct Layer {
+    torch::Tensor k, v;       // [kv_heads, capacity, head_dim]
+    torch::Tensor positions;  // [kv_heads, capacity]
+    int64_t length = 0;
+  };
+  void Reserve(Layer& layer, int64_t capacity);
+
+  KvCacheShape shape_;
+  std::vector<Layer> layers_;
+  int64_t next_position_ = 0;
+  int64_t peak_length_ = 0;
+};
+
+}  // namespace kvc
+
+#endif  // KVC_COMPRESSOR_KV_KV_CACHE_H_

@@ -1,0 +1,297 @@
+#include "compressor/model/llama_model.h"
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "compressor/model/fingerprint.h"
+#include "compressor/model/gguf_file.h"
+#include "compressor/model/gguf_weights.h"
+#include "compressor/model/safetensors_weights.h"
+#include "compressor/util/mapped_file.h"
+#include "compressor/util/status_macros.h"
+#include "compressor/util/torch_status.h"
+
+namespace kvc {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ShapeString(c10::IntArrayRef s) { return absl::StrCat("[", absl::StrJoin(s, ", "), "]"); }
+
+// Loads `name`, checks its shape and converts it to the model's dtype and device.
+absl::StatusOr<torch::Tensor> LoadChecked(const WeightSource& w, const std::string& name,
+                                          std::vector<int64_t> shape, torch::ScalarType dtype,
+                                          torch::Device device) {
+  KVC_ASSIGN_OR_RETURN(torch::Tensor t, w.Load(name));
+  if (t.sizes() != c10::IntArrayRef(shape)) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " has shape ", ShapeString(t.sizes()),
+                                                   ", the config implies ", ShapeString(shape)));
+  }
+  // Copy out of any memory map: later in-place work must never touch a read-only page.
+  return t.to(device, dtype, /*non_blocking=*/false, /*copy=*/true).contiguous();
+}
+
+absl::StatusOr<torch::Device> ParseDevice(const std::string& spec) {
+  try {
+    torch::Device d(spec);
+    if (d.is_cuda() && !torch::cuda::is_available()) {
+      return absl::FailedPreconditionError(absl::StrCat("device ", spec, " requested but no CUDA GPU is available"));
+    }
+    if (!d.is_cpu() && !d.is_cuda()) {
+      return absl::InvalidArgumentError(absl::StrCat("device ", spec, " is not supported (use cpu or cuda)"));
+    }
+    return d;
+  } catch (const c10::Error&) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot parse device '", spec, "'"));
+  }
+}
+
+bool IsGgufFile(const std::string& path) {
+  auto f = MappedFile::Open(path);
+  return f.ok() && (*f)->size() >= 4 && std::memcmp((*f)->data(), "GGUF", 4) == 0;
+}
+
+absl::StatusOr<std::string> ReadFile(const fs::path& p) {
+  KVC_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> f, MappedFile::Open(p.string()));
+  return std::string(reinterpret_cast<const char*>(f->data()), f->size());
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path,
+                                                             const ModelOptions& options) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return absl::NotFoundError(absl::StrCat("model path ", path, " does not exist"));
+  if (!fs::is_directory(path, ec) && IsGgufFile(path)) {
+    KVC_ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> file, GgufFile::Open(path));
+    std::shared_ptr<const GgufFile> gguf(std::move(file));
+    KVC_ASSIGN_OR_RETURN(ModelConfig config, ModelConfigFromGguf(*gguf));
+    KVC_ASSIGN_OR_RETURN(std::unique_ptr<GgufWeights> weights, GgufWeights::Create(gguf, config));
+    KVC_ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, FromWeights(config, *weights, options));
+    // The whole file covers architecture metadata, every weight and the embedded tokenizer.
+    KVC_ASSIGN_OR_RETURN(model->fingerprint_, ComputeFingerprint(config, {path}));
+    return model;
+  }
+  fs::path dir = fs::is_directory(path, ec) ? fs::path(path) : fs::path(path).parent_path();
+  if (!fs::exists(dir / "config.json", ec)) {
+    if (!fs::is_directory(path, ec)) {
+      // Not GGUF and no config.json: either garbage or a bare safetensors file we cannot interpret.
+      auto probe = SafetensorsWeights::Open(path);
+      if (!probe.ok()) return probe.status();
+    }
+    return absl::InvalidArgumentError(absl::StrCat("no config.json next to ", path,
+                                                   "; a model is a .gguf file or a Hugging Face directory"));
+  }
+  KVC_ASSIGN_OR_RETURN(std::string config_text, ReadFile(dir / "config.json"));
+  KVC_ASSIGN_OR_RETURN(ModelConfig config, ModelConfigFromHfJson(config_text));
+  KVC_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsWeights> weights, SafetensorsWeights::Open(path));
+  KVC_ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, FromWeights(config, *weights, options));
+  std::vector<std::string> files = weights->files();
+  for (const char* extra : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json"}) {
+    if (fs::exists(dir / extra, ec)) files.push_back((dir / extra).string());
+  }
+  KVC_ASSIGN_OR_RETURN(model->fingerprint_, ComputeFingerprint(config, files));
+  return model;
+}
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(const ModelConfig& config,
+                                                                    const WeightSource& w,
+                                                                    const ModelOptions& options) {
+  KVC_RETURN_IF_ERROR(config.Validate());
+  auto model = std::unique_ptr<LlamaModel>(new LlamaModel());
+  model->config_ = config;
+  KVC_ASSIGN_OR_RETURN(model->device_, ParseDevice(options.device));
+  model->dtype_ = options.dtype.value_or(model->device_.is_cuda() ? torch::kBFloat16 : torch::kFloat32);
+  if (model->device_.is_cpu() && model->dtype_ != torch::kFloat32) {
+    return absl::InvalidArgumentError("on CPU kvc runs models in float32 only");
+  }
+  if (model->dtype_ != torch::kFloat32 && model->dtype_ != torch::kBFloat16 && model->dtype_ != torch::kFloat16) {
+    return absl::InvalidArgumentError("model dtype must be float32, bfloat16 or float16");
+  }
+  if (options.num_threads > 0) at::set_num_threads(options.num_threads);
+
+  return CatchTorch([&]() -> absl::StatusOr<std::unique_ptr<LlamaModel>> {
+    c10::InferenceMode guard;
+    const int64_t H = config.num_heads, Hkv = config.num_kv_heads, D = config.head_dim;
+    const int64_t hidden = config.hidden_size, ffn = config.intermediate_size, vocab = config.vocab_size;
+    const torch::ScalarType dt = model->dtype_;
+    const torch::Device dev = model->device_;
+    std::optional<torch::Tensor> freq_factors;
+    if (w.Has("rope_freqs.weight")) {
+      KVC_ASSIGN_OR_RETURN(torch::Tensor f, w.Load("rope_freqs.weight"));
+      freq_factors = f.to(torch::kFloat32);
+    }
+    KVC_ASSIGN_OR_RETURN(Rope rope, Rope::Create(config, freq_factors));
+    model->rope_.emplace(std::move(rope));
+
+    KVC_ASSIGN_OR_RETURN(model->embed_, LoadChecked(w, "model.embed_tokens.weight", {vocab, hidden}, dt, dev));
+    KVC_ASSIGN_OR_RETURN(model->norm_, LoadChecked(w, "model.norm.weight", {hidden}, dt, dev));
+    if (config.tie_word_embeddings || !w.Has("lm_head.weight")) {
+      model->lm_head_ = model->embed_;
+    } else {
+      KVC_ASSIGN_OR_RETURN(model->lm_head_, LoadChecked(w, "lm_head.weight", {vocab, hidden}, dt, dev));
+    }
+    for (int64_t i = 0; i < config.num_layers; ++i) {
+      const std::string p = absl::StrCat("model.layers.", i, ".");
+      Layer l;
+      KVC_ASSIGN_OR_RETURN(l.attn_norm, LoadChecked(w, p + "input_layernorm.weight", {hidden}, dt, dev));
+      KVC_ASSIGN_OR_RETURN(l.ffn_norm, LoadChecked(w, p + "post_attention_layernorm.weight", {hidden}, dt, dev));
+      KVC_ASSIGN_OR_RETURN(torch::Tensor q, LoadChecked(w, p + "self_attn.q_proj.weight", {H * D, hidden}, dt, dev));
+      KVC_ASSIGN_OR_RETURN(torch::Tensor k, LoadChecked(w, p + "self_attn.k_proj.weight", {Hkv * D, hidden}, dt, dev));
+      KVC_ASSIGN_OR_RETURN(torch::Tensor v, LoadChecked(w, p + "self_attn.v_proj.weight", {Hkv * D, hidden}, dt, dev));
+      l.wqkv = torch::cat({q, k, v}, 0).contiguous();
+      if (config.attention_bias) {
+        KVC_ASSIGN_OR_RETURN(torch::Tensor bq, LoadChecked(w, p + "self_attn.q_proj.bias", {H * D}, dt, dev));
+        KVC_ASSIGN_OR_RETURN(torch::Tensor bk, LoadChecked(w, p + "self_attn.k_proj.bias", {Hkv * D}, dt, dev));
+        KVC_ASSIGN_OR_RETURN(torch::Tensor bv, LoadChecked(w, p + "self_attn.v_proj.bias", {Hkv * D}, dt, dev));
+        l.bqkv = torch::cat({bq, bk, bv}, 0).contiguous();
+      }
+      KVC_ASSIGN_OR_RETURN(l.wo, LoadChecked(w, p + "self_attn.o_proj.weight", {hidden, H * D}, dt, dev));
+      KVC_ASSIGN_OR_RETURN(torch::Tensor gate, LoadChecked(w, p + "mlp.gate_proj.weight", {ffn, hidden}, dt, dev));
+      KVC_ASSIGN_OR_RETURN(torch::Tensor up, LoadChecked(w, p + "mlp.up_proj.weight", {ffn, hidden}, dt, dev));
+      l.w_gate_up = torch::cat({gate, up}, 0).contiguous();
+      KVC_ASSIGN_OR_RETURN(l.w_down, LoadChecked(w, p + "mlp.down_proj.weight", {hidden, ffn}, dt, dev));
+      model->layers_.push_back(std::move(l));
+    }
+    return std::move(model);
+  });
+}
+
+KvCache LlamaModel::NewCache() const {
+  return KvCache(KvCacheShape{config_.num_layers, config_.num_kv_heads, config_.head_dim, dtype_, device_});
+}
+
+torch::Tensor LlamaModel::RmsNorm(const torch::Tensor& x, const torch::Tensor& w) const {
+  // Same operation order as transformers' LlamaRMSNorm: normalize in float32, then scale.
+  torch::Tensor xf = x.to(torch::kFloat32);
+  torch::Tensor var = xf.pow(2).mean(-1, /*keepdim=*/true);
+  return w * (xf * torch::rsqrt(var + config_.rms_norm_eps)).to(x.scalar_type());
+}
+
+absl::StatusOr<ForwardOutput> LlamaModel::Forward(const torch::Tensor& tokens, const torch::Tensor& positions,
+                                                  KvCache& cache, const ForwardOptions& options) const {
+  if (tokens.dim() != 1 || tokens.size(0) == 0) {
+    return absl::InvalidArgumentError("Forward: tokens must be a non-empty 1-D tensor");
+  }
+  if (positions.dim() != 1 || positions.size(0) != tokens.size(0)) {
+    return absl::InvalidArgumentError("Forward: positions must be 1-D and as long as tokens");
+  }
+  const int64_t n = tokens.size(0);
+  const KvCacheShape& cs = cache.shape();
+  if (cs.num_layers != config_.num_layers || cs.kv_heads != config_.num_kv_heads ||
+      cs.head_dim != config_.head_dim || cs.dtype != dtype_ || cs.device != device_) {
+    return absl::InvalidArgumentError("Forward: the cache was not made for this model");
+  }
+  torch::Tensor ids = tokens.to(torch::kCPU, torch::kInt64);
+  int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+  if (lo < 0 || hi >= config_.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("Forward: token id ", lo < 0 ? lo : hi,
+                                                   " is outside the vocabulary [0, ", config_.vocab_size, ")"));
+  }
+  for (int64_t i : options.logits_for) {
+    if (i < 0 || i >= n) {
+      return absl::InvalidArgumentError(absl::StrCat("Forward: logits_for index ", i, " is outside the chunk of ", n));
+    }
+  }
+  if (options.capture_queries < 0 || options.capture_queries > n) {
+    return absl::InvalidArgumentError(absl::StrCat("Forward: capture_queries ", options.capture_queries,
+                                                   " must be in [0, ", n, "]"));
+  }
+  for (int64_t l = 1; l < config_.num_layers; ++l) {
+    if (cache.length(l) != cache.length(0)) {
+      return absl::FailedPreconditionError("Forward: cache layers have different lengths");
+    }
+  }
+  const int64_t before = cache.length();
+  auto result = CatchTorch([&] { return ForwardImpl(ids, positions, cache, options); });
+  // Never leave a half-appended chunk behind.
+  if (!result.ok()) cache.Truncate(before);
+  return result;
+}
+
+absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& tokens, const torch::Tensor& positions,
+                                                      KvCache& cache, const ForwardOptions& options) const {
+  c10::InferenceMode guard;
+  const int64_t n = tokens.size(0);
+  const int64_t H = config_.num_heads, Hkv = config_.num_kv_heads, D = config_.head_dim;
+  const int64_t F = config_.intermediate_size;
+  const int64_t past = cache.length();
+  torch::Tensor tok = tokens.to(device_);
+  torch::Tensor pos = positions.to(device_, torch::kInt64);
+  auto [cos, sin] = rope_->CosSin(pos, dtype_);
+
+  // Every cached entry precedes the chunk; inside the chunk attention is causal.
+  std::optional<torch::Tensor> mask;
+  bool is_causal = false;
+  const int64_t total = past + n;
+  bool windowed = config_.sliding_window > 0 && total > config_.sliding_window;
+  if (windowed || (past > 0 && n > 1)) {
+    auto iopt = torch::TensorOptions().dtype(torch::kInt64).device(device_);
+    torch::Tensor kidx = torch::arange(total, iopt).unsqueeze(0);
+    torch::Tensor qidx = (torch::arange(n, iopt) + past).unsqueeze(1);
+    torch::Tensor m = kidx <= qidx;
+    if (windowed) m = m & (qidx - kidx < config_.sliding_window);
+    mask = m;
+  } else if (past == 0 && n > 1) {
+    is_causal = true;
+  }
+
+  ForwardOutput out;
+  torch::Tensor x = embed_.index_select(0, tok);  // [n, hidden]
+  for (int64_t l = 0; l < config_.num_layers; ++l) {
+    const Layer& L = layers_[l];
+    torch::Tensor h = RmsNorm(x, L.attn_norm);
+    torch::Tensor qkv = L.bqkv.defined() ? torch::addmm(L.bqkv, h, L.wqkv.t()) : torch::mm(h, L.wqkv.t());
+    torch::Tensor q = qkv.narrow(1, 0, H * D).view({n, H, D}).transpose(0, 1);           // [H, n, D]
+    torch::Tensor k = qkv.narrow(1, H * D, Hkv * D).view({n, Hkv, D}).transpose(0, 1);   // [Hkv, n, D]
+    torch::Tensor v = qkv.narrow(1, (H + Hkv) * D, Hkv * D).view({n, Hkv, D}).transpose(0, 1);
+    q = Rope::Apply(q, cos, sin);
+    k = Rope::Apply(k, cos, sin);
+    cache.Append(l, k, v, pos);
+    torch::Tensor K = cache.Keys(l), V = cache.Values(l);  // [Hkv, past + n, D]
+    torch::Tensor attn = at::scaled_dot_product_attention(q.unsqueeze(0), K.unsqueeze(0), V.unsqueeze(0), mask,
+                                                          /*dropout_p=*/0.0, is_causal, /*scale=*/std::nullopt,
+                                                          /*enable_gqa=*/H != Hkv);  // [1, H, n, D]
+    if (options.capture_queries > 0) {
+      out.queries.push_back(q.narrow(1, n - options.capture_queries, options.capture_queries).contiguous());
+    }
+    torch::Tensor o = attn.squeeze(0).transpose(0, 1).reshape({n, H * D});
+    x = x + torch::mm(o, L.wo.t());
+    h = RmsNorm(x, L.ffn_norm);
+    torch::Tensor gu = torch::mm(h, L.w_gate_up.t());  // [n, 2F]
+    torch::Tensor act = torch::silu(gu.narrow(1, 0, F)) * gu.narrow(1, F, F);
+    x = x + torch::mm(act, L.w_down.t());
+  }
+  if (!options.logits_for.empty()) {
+    torch::Tensor idx = torch::tensor(options.logits_for, torch::kInt64).to(device_);
+    torch::Tensor sel = RmsNorm(x.index_select(0, idx), norm_);
+    out.logits = torch::mm(sel, lm_head_.t()).to(torch::kFloat32);
+  }
+  return out;
+}
+
+absl::StatusOr<torch::Tensor> LlamaModel::Prefill(const std::vector<int64_t>& tokens, KvCache& cache,
+                                                  int64_t chunk_tokens) const {
+  if (tokens.empty()) return absl::InvalidArgumentError("Prefill: no tokens");
+  if (chunk_tokens < 1) return absl::InvalidArgumentError("Prefill: chunk_tokens must be >= 1");
+  torch::Tensor all = torch::tensor(tokens, torch::kInt64);
+  const int64_t n = all.size(0);
+  torch::Tensor last;
+  for (int64_t start = 0; start < n; start += chunk_tokens) {
+    int64_t len = std::min(chunk_tokens, n - start);
+    torch::Tensor pos = torch::arange(cache.next_position(), cache.next_position() + len, torch::kInt64);
+    ForwardOptions fo;
+    if (start + len == n) fo.logits_for = {len - 1};
+    KVC_ASSIGN_OR_RETURN(ForwardOutput out, Forward(all.narrow(0, start, len), pos, cache, fo));
+    cache.set_next_position(cache.next_position() + len);
+    if (out.logits.defined()) last = out.logits[0];
+  }
+  return last;
+}
+
+}  // namespace kvc

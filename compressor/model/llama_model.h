@@ -1,0 +1,105 @@
+// A Llama-family decoder (Llama 2/3, Mistral, Qwen2, SmolLM2) in LibTorch: embeddings, RMSNorm, RoPE,
+// grouped-query attention over a KvCache with explicit positions, SwiGLU MLP, optionally tied lm_head.
+//
+// Ownership: the model owns its weights. A KvCache is owned by the caller and passed per call.
+// Thread safety: the model is immutable after Load; Forward may run concurrently on distinct caches
+// (LibTorch's intra-op pool is shared, so concurrent calls compete for the same cores).
+#ifndef KVC_COMPRESSOR_MODEL_LLAMA_MODEL_H_
+#define KVC_COMPRESSOR_MODEL_LLAMA_MODEL_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "absl/status/statusor.h"
+#include "compressor/kv/kv_cache.h"
+#include "compressor/model/model_config.h"
+#include "compressor/model/rope.h"
+#include "compressor/model/weight_source.h"
+
+namespace kvc {
+
+struct ModelOptions {
+  // "cpu", "cuda", "cuda:1". CUDA is refused with FAILED_PRECONDITION when no GPU is present.
+  std::string device = "cpu";
+  // float32 on CPU; bfloat16 or float16 on CUDA (default bfloat16 there).
+  std::optional<torch::ScalarType> dtype;
+  // Intra-op threads for CPU; 0 keeps LibTorch's default.
+  int num_threads = 0;
+};
+
+struct ForwardOptions {
+  // Indices into the chunk (0..n-1) whose next-token logits are wanted; the lm_head runs on these only.
+  std::vector<int64_t> logits_for;
+  // Capture post-RoPE queries of the last N positions of the chunk, per layer (0: none).
+  int64_t capture_queries = 0;
+};
+
+struct ForwardOutput {
+  torch::Tensor logits;                // [logits_for.size(), vocab] float32 (undefined when none asked)
+  std::vector<torch::Tensor> queries;  // per layer [num_heads, N, head_dim] in the model dtype
+};
+
+class LlamaModel {
+ public:
+  // `path`: a .gguf file, a .safetensors file or index, or a directory with config.json and safetensors.
+  // NOT_FOUND, INVALID_ARGUMENT / DATA_LOSS (malformed or truncated files) or UNIMPLEMENTED (architecture or
+  // quantization kvc does not run); never crashes on bad files.
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const std::string& path,
+                                                         const ModelOptions& options = {});
+  // From an already-open weight source (used by tests and by Load).
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> FromWeights(const ModelConfig& config,
+                                                                const WeightSource& weights,
+                                                                const ModelOptions& options);
+
+  const ModelConfig& config() const { return config_; }
+  const Rope& rope() const { return *rope_; }
+  torch::Device device() const { return device_; }
+  torch::ScalarType dtype() const { return dtype_; }
+  // SHA-256 (hex) over the architecture, the weights and the tokenizer data of the model files.
+  const std::string& fingerprint() const { return fingerprint_; }
+
+  // A cache shaped for this model, empty.
+  KvCache NewCache() const;
+
+  // Runs `tokens` ([n] int64) at `positions` ([n] int64) after everything already in `cache`, appends
+  // their K/V to it, and returns what `options` asks for. INVALID_ARGUMENT for out-of-vocabulary ids or
+  // shape mismatches, RESOURCE_EXHAUSTED when the device runs out of memory.
+  absl::StatusOr<ForwardOutput> Forward(const torch::Tensor& tokens, const torch::Tensor& positions,
+                                        KvCache& cache, const ForwardOptions& options = {}) const;
+
+  // Prefill `tokens` in chunks of `chunk_tokens`, continuing from cache.next_position(); returns the
+  // logits of the last token [vocab] and advances next_position.
+  absl::StatusOr<torch::Tensor> Prefill(const std::vector<int64_t>& tokens, KvCache& cache,
+                                        int64_t chunk_tokens = 512) const;
+
+ private:
+  struct Layer {
+    torch::Tensor attn_norm, ffn_norm;
+    torch::Tensor wqkv, bqkv;   // fused [ (H + 2*Hkv) * D, hidden ], bias optional
+    torch::Tensor wo;           // [hidden, H * D]
+    torch::Tensor w_gate_up;    // fused [2 * ffn, hidden]
+    torch::Tensor w_down;       // [hidden, ffn]
+  };
+
+  LlamaModel() = default;
+  absl::StatusOr<ForwardOutput> ForwardImpl(const torch::Tensor& tokens, const torch::Tensor& positions,
+                                            KvCache& cache, const ForwardOptions& options) const;
+  torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& w) const;
+
+  ModelConfig config_;
+  std::optional<Rope> rope_;
+  torch::Device device_ = torch::kCPU;
+  torch::ScalarType dtype_ = torch::kFloat32;
+  std::string fingerprint_;
+  torch::Tensor embed_;    // [vocab, hidden]
+  torch::Tensor norm_;     // [hidden]
+  torch::Tensor lm_head_;  // [vocab, hidden] (shares storage with embed_ when tied)
+  std::vector<Layer> layers_;
+};
+
+}  // namespace kvc
+
+#endif  // KVC_COMPRESSOR_MODEL_LLAMA_MODEL_H_

