@@ -51,15 +51,28 @@ endif()
 # GPUs at configure time and fails on machines without one. libtorch.so pulls in libtorch_cuda.so for CUDA
 # wheels, so CUDA dispatch works wherever a GPU is present; --no-as-needed keeps it linked.
 get_filename_component(_kvc_torch_root "${KVC_TORCH_CMAKE_PREFIX}/../.." ABSOLUTE)
+# The wheel's include/ also carries its own, older protobuf (google/) and fmt headers, which would shadow
+# Debian's for every target that sees torch. Expose a view of it without them.
+set(_kvc_torch_inc "${CMAKE_BINARY_DIR}/torch-include")
+file(MAKE_DIRECTORY "${_kvc_torch_inc}")
+file(GLOB _kvc_torch_inc_entries RELATIVE "${_kvc_torch_root}/include" "${_kvc_torch_root}/include/*")
+foreach(_entry ${_kvc_torch_inc_entries})
+  if(NOT _entry MATCHES "^(google|fmt|pybind11)$")
+    file(CREATE_LINK "${_kvc_torch_root}/include/${_entry}" "${_kvc_torch_inc}/${_entry}" SYMBOLIC)
+  endif()
+endforeach()
 add_library(kvc_torch INTERFACE)
 target_include_directories(kvc_torch SYSTEM INTERFACE
-  "${_kvc_torch_root}/include" "${_kvc_torch_root}/include/torch/csrc/api/include")
+  "${_kvc_torch_inc}" "${_kvc_torch_root}/include/torch/csrc/api/include")
 set(_kvc_torch_libs)
 foreach(_lib torch torch_cpu c10)
   find_library(_kvc_lib_${_lib} NAMES ${_lib} PATHS "${_kvc_torch_root}/lib" NO_DEFAULT_PATH REQUIRED)
   list(APPEND _kvc_torch_libs "${_kvc_lib_${_lib}}")
 endforeach()
-target_link_libraries(kvc_torch INTERFACE "-Wl,--no-as-needed" ${_kvc_torch_libs} "-Wl,--as-needed")
+# libtorch.so exports its own copies of some libstdc++ symbols (std::filesystem, std::chrono::tzdb); when it
+# precedes libstdc++.so in the lookup order they interpose the system ones, and e.g. its
+# std::filesystem::remove_all crashes. Naming libstdc++ first keeps the system definitions in charge.
+target_link_libraries(kvc_torch INTERFACE "-Wl,--no-as-needed" stdc++ ${_kvc_torch_libs} "-Wl,--as-needed")
 target_compile_definitions(kvc_torch INTERFACE _GLIBCXX_USE_CXX11_ABI=1)
 set(TORCH_LIBRARIES kvc_torch)
 set(KVC_TORCH_LIB_DIR "${_kvc_torch_root}/lib")

@@ -31,6 +31,8 @@ import sys
 import tempfile
 import time
 
+os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF dequantizing bar; set TQDM_DISABLE=0 to see it
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEV_JSONL = pathlib.Path("/work/shared/eval/dev.jsonl")
 ENGINES = ("ours", "transformers", "llamacpp")
@@ -208,6 +210,7 @@ def run_transformers(a, ids: dict[int, list[int]]) -> Result:
 
 
 def run_llamacpp(a, ids: dict[int, list[int]]) -> Result:
+    import llama_cpp
     from llama_cpp import Llama
 
     r = Result()
@@ -218,13 +221,17 @@ def run_llamacpp(a, ids: dict[int, list[int]]) -> Result:
         seq = ids[n]
 
         def prefill():
-            llm.reset()
+            llm.reset()  # n_tokens = 0; eval() then drops the cached KV past it
             llm.eval(seq)
+            # With logits_all=False eval() never reads the logits, so wait for the decode explicitly.
+            if hasattr(llama_cpp, "llama_synchronize"):
+                llama_cpp.llama_synchronize(llm._ctx.ctx)
 
         r.times[n] = time_runs(prefill, a.repeats)
         r.median[n] = statistics.median(r.times[n])
         log(f"llama.cpp: {n} tokens: median {r.median[n]:.4f} s")
-    llm.close() if hasattr(llm, "close") else None
+    if hasattr(llm, "close"):
+        llm.close()
     del llm
     gc.collect()
     return r
@@ -270,12 +277,22 @@ def fmt(v: float | None, spec: str) -> str:
     return "n/a" if v is None else format(v, spec)
 
 
-def render(a, cmdline: str, results: dict[str, Result | None], ids: dict[int, list[int]]) -> str:
+def loadavg() -> str:
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def render(a, cmdline: str, results: dict[str, Result | None], ids: dict[int, list[int]],
+           load_before: str) -> str:
     now = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
     L = ["# Prefill speed on CPU: kvc vs transformers vs llama.cpp", ""]
     L.append(f"- Command: `{cmdline}`")
     L.append(f"- Date: {now}")
     L.append(f"- CPU: {cpu_model()} ({os.cpu_count()} logical cores visible)")
+    L.append(f"- Load average (1/5/15 min) before / after: {load_before}  |  {loadavg()} "
+             "(anything well above 0 means other work shared the cores and the timings are not clean)")
     L.append(f"- Threads: {a.threads}; timed runs per length: {a.repeats} (after one warmup); median reported")
     L.append(f"- Model: `{pathlib.Path(a.model).name}`")
     L.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
@@ -327,6 +344,7 @@ def main(argv: list[str]) -> int:
         prog_s = str(prog)
     cmdline = shlex.join([prog_s] + argv)
 
+    load_before = loadavg()
     log(f"tokenizing {a.text} for lengths {a.lengths}")
     ids = build_ids(a.model, a.text, a.lengths)
     tmp = tempfile.NamedTemporaryFile("w", prefix="kvc-prefill-ids-", suffix=".txt", delete=False)
@@ -355,7 +373,7 @@ def main(argv: list[str]) -> int:
     finally:
         os.unlink(tmp.name)
 
-    report = render(a, cmdline, results, ids)
+    report = render(a, cmdline, results, ids, load_before)
     print(report)
     out = pathlib.Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
