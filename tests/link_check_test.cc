@@ -3,6 +3,7 @@
 // byteswap helpers are exported) but libtorch.so exports copies of some libstdc++ symbols, which the link
 // order must keep from interposing. This binary exercises all three sides.
 #include <google/protobuf/struct.pb.h>
+#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 #include <torch/types.h>
 
@@ -27,8 +28,9 @@ TEST(LinkCheckTest, ProtobufRoundTripWithTorchLoaded) {
 }
 
 TEST(LinkCheckTest, GrpcServerStartsWithTorchLoaded) {
-  grpc::EnableDefaultHealthCheckService(true);  // a server needs at least one service
+  grpc::CallbackGenericService generic;  // a server needs at least one service; callback API as kvc uses
   grpc::ServerBuilder builder;
+  builder.RegisterCallbackGenericService(&generic);
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
