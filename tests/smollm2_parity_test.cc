@@ -1,0 +1,117 @@
+// SmolLM2-135M-Instruct (the packaged Q4_1 GGUF) against transformers loading the same file, dequantized,
+// float32, on CPU. Reference from tests/tools/make_smollm2_reference.py.
+//
+// The logit check is normalized by the logit scale: max |ours - ref| over a row divided by max |ref| over
+// that row must be <= 1e-3. (SmolLM2's logits reach ~20-30, so this allows about 0.02-0.03 absolute.)
+#include <cstdlib>
+#include <string>
+
+#include "compressor/model/greedy.h"
+#include "compressor/model/llama_model.h"
+#include "compressor/model/safetensors_weights.h"
+#include "gtest/gtest.h"
+#include "tests/support/testdata.h"
+
+namespace kvc {
+namespace {
+
+std::vector<int64_t> ToVector(const torch::Tensor& t) {
+  torch::Tensor c = t.to(torch::kInt64).contiguous();
+  return {c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel()};
+}
+
+class SmolLM2ParityTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    std::string gguf = kvc::testing::EnvOr("KVC_SMOLLM2_GGUF", "");
+    ASSERT_FALSE(gguf.empty()) << "KVC_SMOLLM2_GGUF is not set";
+    auto m = LlamaModel::Load(gguf);
+    ASSERT_TRUE(m.ok()) << m.status();
+    model_ = m->release();
+    auto r = SafetensorsWeights::Open(kvc::testing::TestData("smollm2_reference.safetensors"));
+    ASSERT_TRUE(r.ok()) << r.status();
+    ref_ = r->release();
+  }
+  static void TearDownTestSuite() {
+    delete model_;
+    delete ref_;
+  }
+  torch::Tensor Ref(const std::string& name) { return ref_->Load(name).value().clone(); }
+
+  static LlamaModel* model_;
+  static SafetensorsWeights* ref_;
+};
+
+LlamaModel* SmolLM2ParityTest::model_ = nullptr;
+SafetensorsWeights* SmolLM2ParityTest::ref_ = nullptr;
+
+TEST_F(SmolLM2ParityTest, ConfigFromGgufMetadata) {
+  const ModelConfig& c = model_->config();
+  EXPECT_EQ(c.architecture, "llama");
+  EXPECT_EQ(c.num_layers, 30);
+  EXPECT_EQ(c.num_heads, 9);
+  EXPECT_EQ(c.num_kv_heads, 3);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.vocab_size, 49152);
+  EXPECT_EQ(c.max_position_embeddings, 8192);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(model_->fingerprint().size(), 64u);
+}
+
+TEST_F(SmolLM2ParityTest, LogitsMatchTransformers) {
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE("prompt " + std::to_string(i));
+    torch::Tensor ids = Ref("p" + std::to_string(i) + "_ids");
+    std::vector<int64_t> rows = ToVector(Ref("p" + std::to_string(i) + "_rows"));
+    torch::Tensor want = Ref("p" + std::to_string(i) + "_logits");
+    const int64_t n = ids.size(0);
+    KvCache cache = model_->NewCache();
+    auto out = model_->Forward(ids, torch::arange(n, torch::kInt64), cache, {rows, 0});
+    ASSERT_TRUE(out.ok()) << out.status();
+    torch::Tensor scale = want.abs().amax(1);
+    torch::Tensor rel = (out->logits - want).abs().amax(1) / scale;
+    double worst = rel.max().item<double>();
+    std::cout << "prompt " << i << " (" << n << " tokens): max normalized logit diff " << worst
+              << ", max abs diff " << (out->logits - want).abs().max().item<double>() << "\n";
+    EXPECT_LE(worst, 1e-3);
+    EXPECT_TRUE(torch::equal(out->logits.argmax(1), want.argmax(1)));
+  }
+}
+
+TEST_F(SmolLM2ParityTest, GreedyContinuationIsIdentical) {
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE("prompt " + std::to_string(i));
+    KvCache cache = model_->NewCache();
+    GreedyOptions opts;
+    opts.max_new_tokens = 32;
+    auto tokens = GenerateGreedy(*model_, ToVector(Ref("p" + std::to_string(i) + "_ids")), cache, opts);
+    ASSERT_TRUE(tokens.ok()) << tokens.status();
+    EXPECT_EQ(*tokens, ToVector(Ref("p" + std::to_string(i) + "_greedy")));
+  }
+}
+
+TEST_F(SmolLM2ParityTest, ChunkedPrefillOf512In64sEqualsOnePass) {
+  torch::Tensor ids = Ref("p2_ids");
+  const int64_t n = ids.size(0);
+  ASSERT_EQ(n, 512);
+  std::vector<int64_t> all(n);
+  for (int64_t j = 0; j < n; ++j) all[j] = j;
+  KvCache one = model_->NewCache();
+  auto full = model_->Forward(ids, torch::arange(n, torch::kInt64), one, {all, 0});
+  ASSERT_TRUE(full.ok()) << full.status();
+  KvCache chunked = model_->NewCache();
+  std::vector<torch::Tensor> parts;
+  for (int64_t s = 0; s < n; s += 64) {
+    std::vector<int64_t> rows(64);
+    for (int64_t j = 0; j < 64; ++j) rows[j] = j;
+    auto out = model_->Forward(ids.narrow(0, s, 64), torch::arange(s, s + 64, torch::kInt64), chunked, {rows, 0});
+    ASSERT_TRUE(out.ok()) << out.status();
+    parts.push_back(out->logits);
+  }
+  double diff = (torch::cat(parts, 0) - full->logits).abs().max().item<double>();
+  std::cout << "chunked (64) vs one pass, 512 tokens: max abs logit diff " << diff << "\n";
+  EXPECT_LE(diff, 1e-4);
+}
+
+}  // namespace
+}  // namespace kvc
