@@ -11,7 +11,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev libhiredis-dev redis-server libzstd-dev libxxhash-dev nlohmann-json3-dev
-  libcli11-dev libspdlog-dev libpcre2-dev libsentencepiece-dev
+  libcli11-dev libspdlog-dev libpcre2-dev libutf8proc-dev libsentencepiece-dev
   libgtest-dev libgmock-dev libbenchmark-dev libssl-dev clang libclang-rt-14-dev
 )
 
