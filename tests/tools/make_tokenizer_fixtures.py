@@ -54,6 +54,7 @@ import importlib.util
 import json
 import pathlib
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -467,6 +468,7 @@ def main():
             f.write(json.dumps(c, ensure_ascii=True) + "\n")
 
     findings = []
+    timing = {"cases": round(time.time() - t0, 2)}
     hf = {}  # name -> transformers tokenizer object that produces the references
     saved = {}  # name -> tokenizer.json path
 
@@ -489,6 +491,8 @@ def main():
     if extra:
         findings.append("smollm2: transformers adds tokens beyond the GGUF vocabulary (CodeLlamaTokenizer defaults): "
                         + ", ".join(f"{a['id']}={a['content']!r}" for a in extra) + "; no test string contains them")
+
+    timing["smollm2_gguf"] = round(time.time() - t0, 2)
 
     # 2. llama3_style
     train = training_texts(args.dev)
@@ -527,6 +531,8 @@ def main():
     from transformers import PreTrainedTokenizerFast
     hf["qwen2_style"] = PreTrainedTokenizerFast(tokenizer_file=str(saved["qwen2_style"]), eos_token="<|endoftext|>")
 
+    timing["bpe_trained"] = round(time.time() - t0, 2)
+
     # 5. SentencePiece
     spm_dir = out / "spm"
     spm_dir.mkdir(exist_ok=True)
@@ -535,6 +541,8 @@ def main():
     spm_tok.save(str(spm_dir / "tokenizer.json"))
     saved["spm"] = spm_dir / "tokenizer.json"
     hf["spm"] = hf_wrap(spm_tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+
+    timing["spm_trained"] = round(time.time() - t0, 2)
 
     # references
     results = {}
@@ -550,7 +558,15 @@ def main():
         raw_dec = raw.decode_batch(plain, skip_special_tokens=False)
         bad = [c["id"] for c, a, b in zip(cases, decoded, raw_dec) if a != b]
         assert not bad, f"{name}: decode differs between transformers and tokenizers on cases {bad[:10]}"
+        specials = {a["id"] for a in describe(saved[name])["added_tokens"] if a["special"]}
+        bad = [c["id"] for c, ids in zip(cases, plain) if specials.intersection(ids)]
+        assert not bad, f"{name}: special-token ids in plain mode (or unk) on cases {bad[:10]}"
         results[name] = (plain, special, decoded)
+    smol_vocab = describe(saved["smollm2"])["vocab_size"]
+    bad = [c["id"] for c, ids in zip(cases, results["smollm2"][1]) if ids and max(ids) >= smol_vocab]
+    assert not bad, f"smollm2: ids beyond the GGUF vocabulary on cases {bad[:10]}"
+
+    timing["references"] = round(time.time() - t0, 2)
 
     # the 'a b' merges file encodes exactly as the ["a","b"] one did
     for flag, ref in ref_qwen.items():
@@ -561,6 +577,19 @@ def main():
     sp_plain = [sp.encode(t) for t in texts]
     bad = [c["id"] for c, a, b in zip(cases, results["spm"][0], sp_plain) if a != b]
     assert not bad, f"spm: HF and libsentencepiece disagree on cases {bad[:10]}"
+    controls = {sp.id_to_piece(i): i for i in range(sp.get_piece_size()) if sp.is_control(i) or sp.is_unknown(i)}
+    split_re = re.compile("(" + "|".join(re.escape(t) for t in sorted(controls, key=len, reverse=True)) + ")")
+    sp_special = []
+    for t in texts:
+        ids = []
+        for seg in split_re.split(t):
+            if seg in controls:
+                ids.append(controls[seg])
+            elif seg:
+                ids += sp.encode(seg)
+        sp_special.append(ids)
+    bad = [c["id"] for c, a, b in zip(cases, results["spm"][1], sp_special) if a != b]
+    assert not bad, f"spm: HF special mode differs from libsentencepiece per segment on cases {bad[:10]}"
     # transformers 5's own LlamaTokenizer (Metaspace) for comparison
     from transformers import LlamaTokenizer
     for legacy in (True, False):
@@ -618,6 +647,7 @@ def main():
                         "remove_extra_whitespaces": False, "split_digits": True},
         "findings": findings,
         "seconds": round(time.time() - t0, 2),
+        "timing_cumulative_s": timing,
     }
     for n in TOKENIZER_NAMES:  # the added-token list of smollm2 is long and fine in tokenizer.json itself
         summary["configs"][n]["added_tokens"] = [
@@ -629,7 +659,7 @@ def main():
         digest.update((out / name).read_bytes())
     (out / "fixtures.ok").write_text(f"cases={len(cases)} sha256={digest.hexdigest()}\n")
     print(json.dumps({"out": str(out), "cases": len(cases), "kinds": kinds, "seconds": summary["seconds"],
-                      "findings": findings}, ensure_ascii=False, indent=1))
+                      "timing": timing, "findings": findings}, ensure_ascii=False, indent=1))
 
 
 if __name__ == "__main__":
