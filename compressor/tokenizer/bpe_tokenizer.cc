@@ -3,6 +3,7 @@
 #include <utf8proc.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <limits>
 
@@ -97,6 +98,11 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(BpeTokenizerS
     mapped.clear();
     tok->byte_map_.Encode(std::string(1, static_cast<char>(b)), &mapped);
     auto it = tok->vocab_.find(mapped);
+    if (it == tok->vocab_.end() && s.byte_fallback) {
+      char hex[8];
+      std::snprintf(hex, sizeof(hex), "<0x%02X>", b);
+      it = tok->vocab_.find(hex);
+    }
     tok->byte_id_[b] = it == tok->vocab_.end() ? -1 : it->second;
   }
   for (size_t rank = 0; rank < s.merges.size(); ++rank) {

@@ -37,6 +37,7 @@ struct BpeTokenizerSpec {
   bool nfc = false;
   bool add_prefix_space = false;
   bool ignore_merges = false;
+  bool byte_fallback = false;  // bytes missing from the vocabulary use <0xAB> tokens
   PreTokenizer pre_tokenizer;
   std::optional<int32_t> unk_id, bos_id, eos_id;
   std::string chat_template;

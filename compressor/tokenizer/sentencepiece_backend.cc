@@ -30,6 +30,7 @@ int Processor::PieceSize() const { return impl_->sp.GetPieceSize(); }
 std::string Processor::IdToPiece(int id) const { return impl_->sp.IdToPiece(id); }
 bool Processor::IsControl(int id) const { return impl_->sp.IsControl(id); }
 bool Processor::IsByte(int id) const { return impl_->sp.IsByte(id); }
+bool Processor::IsUnknown(int id) const { return impl_->sp.IsUnknown(id); }
 int Processor::BosId() const { return impl_->sp.bos_id(); }
 int Processor::EosId() const { return impl_->sp.eos_id(); }
 

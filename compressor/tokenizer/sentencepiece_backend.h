@@ -21,6 +21,7 @@ class Processor {
   std::string IdToPiece(int id) const;
   bool IsControl(int id) const;
   bool IsByte(int id) const;
+  bool IsUnknown(int id) const;
   int BosId() const;
   int EosId() const;
 

@@ -23,7 +23,8 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
     return absl::InvalidArgumentError(absl::StrCat("cannot load SentencePiece model ", model_path, ": ", err));
   }
   for (int i = 0; i < tok->sp_->PieceSize(); ++i) {
-    if (tok->sp_->IsControl(i)) {
+    // Hugging Face treats <unk> like the control tokens: recognizable in text when special tokens are allowed.
+    if (tok->sp_->IsControl(i) || tok->sp_->IsUnknown(i)) {
       tok->specials_.emplace_back(tok->sp_->IdToPiece(i), i);
     }
   }

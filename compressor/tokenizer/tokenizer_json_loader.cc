@@ -138,7 +138,6 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromTokenizerJson(co
       return Unsupported(key, model[key]);
     }
   }
-  if (model.value("byte_fallback", false)) return Unsupported("byte_fallback BPE", json(true));
   if (!model.contains("vocab") || !model["vocab"].is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": model.vocab must be an object"));
   }
@@ -166,6 +165,7 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromTokenizerJson(co
     }
   }
   spec.ignore_merges = model.value("ignore_merges", false);
+  spec.byte_fallback = model.value("byte_fallback", false);
   KVC_RETURN_IF_ERROR(ParseNormalizer(j.value("normalizer", json()), &spec));
   if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) {
     KVC_RETURN_IF_ERROR(AddPreTokenizer(j["pre_tokenizer"], true, &spec));
