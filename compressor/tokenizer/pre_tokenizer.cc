@@ -3,7 +3,10 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <utf8proc.h>
+
 #include "absl/strings/str_cat.h"
+#include "compressor/tokenizer/utf8.h"
 
 namespace kvc {
 
@@ -134,13 +137,25 @@ class RegexSplit : public SplitStep {
   bool invert_;
 };
 
+// Rust's char::is_numeric, which Hugging Face's Digits uses: general categories Nd, Nl and No.
+bool IsNumeric(uint32_t cp) {
+  if (cp < 0x80) return cp >= '0' && cp <= '9';
+  utf8proc_category_t cat = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
+  return cat == UTF8PROC_CATEGORY_ND || cat == UTF8PROC_CATEGORY_NL || cat == UTF8PROC_CATEGORY_NO;
+}
+
 class DigitsSplit : public SplitStep {
  public:
   explicit DigitsSplit(bool individual) : individual_(individual) {}
   absl::Status Split(absl::string_view piece, std::vector<absl::string_view>* out) const override {
     std::vector<std::pair<size_t, size_t>> matches;
-    for (size_t i = 0; i < piece.size(); ++i) {
-      if (piece[i] >= '0' && piece[i] <= '9') matches.emplace_back(i, i + 1);
+    size_t i = 0;
+    while (i < piece.size()) {
+      uint32_t cp = 0;
+      size_t n = DecodeUtf8(piece, i, &cp);
+      if (n == 0) n = 1;  // input is validated before pre-tokenization; never loop forever regardless
+      if (IsNumeric(cp)) matches.emplace_back(i, i + n);
+      i += n;
     }
     std::vector<Span> spans;
     AddGapsAndMatches(piece.size(), matches, false, &spans);

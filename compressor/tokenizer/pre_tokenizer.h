@@ -27,7 +27,7 @@ class SplitStep {
 // A regex split. INVALID_ARGUMENT when the pattern does not compile.
 absl::StatusOr<std::unique_ptr<SplitStep>> MakeRegexSplit(const std::string& pattern, SplitBehavior behavior,
                                                           bool invert = false);
-// Hugging Face's Digits: ASCII digits isolated one by one, or as contiguous runs.
+// Hugging Face's Digits: numeric characters (Unicode Nd, Nl, No) isolated one by one, or as contiguous runs.
 std::unique_ptr<SplitStep> MakeDigitsSplit(bool individual_digits);
 
 // Patterns of the common byte-level BPE families.

@@ -400,7 +400,7 @@ def train_spm(texts, out_dir):
         byte_fallback=True, character_coverage=0.9995, normalization_rule_name="identity",
         add_dummy_prefix=True, remove_extra_whitespaces=False, split_digits=True,
         allow_whitespace_only_pieces=True, max_sentence_length=1 << 16, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
-        num_threads=1, shuffle_input_sentence=False, minloglevel=2)
+        hard_vocab_limit=False, num_threads=1, shuffle_input_sentence=False, minloglevel=2)
     (out_dir / "tokenizer.model").write_bytes(model.getvalue())
     return spm.SentencePieceProcessor(model_file=str(out_dir / "tokenizer.model"))
 
@@ -480,10 +480,29 @@ def main():
     if smol_dir.exists():
         shutil.rmtree(smol_dir)
     smol.save_pretrained(str(smol_dir))
-    hf["smollm2"], saved["smollm2"] = smol, smol_dir / "tokenizer.json"
+    saved["smollm2"] = smol_dir / "tokenizer.json"
     d = describe(saved["smollm2"])
     assert d["pre_tokenizer"] == {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
                                   "use_regex": True}, d["pre_tokenizer"]
+    # transformers' GGUF converter drops what tokenizer.ggml.pre = "smollm" stands for: SmolLM2's published
+    # tokenizer.json (and llama.cpp) split digits one by one before the GPT-2 regex. The reference is that
+    # published configuration, so restore it, along with the published bos/eos (the converter sets both to
+    # <|im_start|>).
+    j = json.loads(saved["smollm2"].read_text(encoding="utf-8"))
+    j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": True},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]}
+    j["added_tokens"] = [a for a in j["added_tokens"] if a["id"] < len(j["model"]["vocab"])]
+    saved["smollm2"].write_text(json.dumps(j, ensure_ascii=False), encoding="utf-8")
+    cfg_path = smol_dir / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    cfg.update({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "unk_token": "<|endoftext|>",
+                "pad_token": "<|im_end|>"})
+    cfg.pop("added_tokens_decoder", None)
+    cfg_path.write_text(json.dumps(cfg, ensure_ascii=False, indent=1), encoding="utf-8")
+    hf["smollm2"] = hf_wrap(Tokenizer.from_file(str(saved["smollm2"])), unk_token="<|endoftext|>",
+                            bos_token="<|im_start|>", eos_token="<|im_end|>")
+    d = describe(saved["smollm2"])
     assert d["normalizer"] in (None, {"type": "Sequence", "normalizers": []}), d["normalizer"]
     first = {a["id"]: a for a in d["added_tokens"] if a["id"] < 17}
     assert [first[i]["content"] for i in range(3)] == ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], first
@@ -600,14 +619,11 @@ def main():
         findings.append(f"spm: transformers 5 LlamaTokenizer(legacy={legacy}) differs from libsentencepiece on "
                         f"{n_bad}/{len(texts)} plain cases (Metaspace skips the dummy prefix before a leading space)")
 
-    # SmolLM2: what the hub's tokenizer.json / llama.cpp's 'smollm' pre-type would do (Digits + ByteLevel)
-    hub = Tokenizer.from_file(str(saved["smollm2"]))
-    hub.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
-    hub_plain = encode_raw(hub, texts, True)
-    diff = [c["id"] for c, a, b in zip(cases, results["smollm2"][0], hub_plain) if a != b]
-    findings.append(f"smollm2: transformers ignores GGUF tokenizer.ggml.pre='smollm' (GPT-2 regex, no Digits split); "
-                    f"with Digits(individual_digits) added {len(diff)}/{len(texts)} plain cases change "
+    # SmolLM2: how far transformers' own GGUF conversion (GPT-2 regex, no Digits split) is from the reference
+    gguf_plain = encode_all(smol, texts, True)
+    diff = [c["id"] for c, a, b in zip(cases, results["smollm2"][0], gguf_plain) if a != b]
+    findings.append(f"smollm2: transformers' GGUF conversion ignores tokenizer.ggml.pre='smollm' (no Digits split) "
+                    f"and differs from the published configuration on {len(diff)}/{len(texts)} plain cases "
                     f"(first ids: {diff[:8]})")
     # does AutoTokenizer reload the saved directory faithfully?
     try:
