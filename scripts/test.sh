@@ -1,15 +1,41 @@
 #!/usr/bin/env bash
-# Builds kvc and runs every test a CPU machine can run (gpu-labelled tests skip themselves without CUDA).
-# Exits non-zero on any failure. CI runs this through .ci/run.
+# Builds kvc and runs every test a CPU machine can run (gpu-labelled tests skip themselves without CUDA),
+# then the libFuzzer targets for KVC_FUZZ_SECONDS each (default 60; 0 skips them). Exits non-zero on any
+# failure. CI runs this through .ci/run.
 #
 #   scripts/test.sh               everything
 #   scripts/test.sh -L unit       extra arguments go to ctest
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${KVC_BUILD_DIR:-$ROOT/build}"
+FUZZ_SECONDS="${KVC_FUZZ_SECONDS:-60}"
 
 bash "$ROOT/scripts/setup.sh"
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$BUILD" -j2
+
+if [[ "$FUZZ_SECONDS" != 0 ]]; then
+  # Fuzz targets need clang's libFuzzer and instrument everything, so they get their own build tree.
+  FUZZ_BUILD="$BUILD-fuzz"
+  cmake -S "$ROOT" -B "$FUZZ_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVC_FUZZ=ON \
+    -DKVC_BUILD_BENCH=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ > /dev/null
+  cmake --build "$FUZZ_BUILD" -j2 --target tokenizer_fuzz
+fi
+
 cd "$BUILD"
 ctest --output-on-failure -j2 "$@"
+
+if [[ "$FUZZ_SECONDS" != 0 ]]; then
+  mkdir -p "$FUZZ_BUILD/corpus/tokenizer" "$FUZZ_BUILD/artifacts"
+  printf 'Hello world 12345' > "$FUZZ_BUILD/corpus/tokenizer/seed-ascii"
+  printf '<|im_start|>user\nCaf\xc3\xa9 \xf0\x9f\x98\x80<|im_end|>' > "$FUZZ_BUILD/corpus/tokenizer/seed-special"
+  echo "fuzz: tokenizer_fuzz for ${FUZZ_SECONDS}s"
+  LOG="$FUZZ_BUILD/tokenizer_fuzz.log"
+  if ! "$FUZZ_BUILD/bin/tokenizer_fuzz" -max_total_time="$FUZZ_SECONDS" -max_len=4096 -print_final_stats=1 \
+      -artifact_prefix="$FUZZ_BUILD/artifacts/" "$FUZZ_BUILD/corpus/tokenizer" > "$LOG" 2>&1; then
+    tail -n 60 "$LOG"
+    echo "fuzz: tokenizer_fuzz FAILED (log: $LOG)"
+    exit 1
+  fi
+  grep -E "^Done " "$LOG"
+fi

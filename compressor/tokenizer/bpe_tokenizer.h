@@ -63,6 +63,7 @@ class BpeTokenizer : public Tokenizer {
   std::optional<int32_t> SpecialTokenId(absl::string_view text) const override;
   std::optional<int32_t> bos_id() const override { return spec_.bos_id; }
   std::optional<int32_t> eos_id() const override { return spec_.eos_id; }
+  std::optional<int32_t> unk_id() const override { return spec_.unk_id; }
   const std::string& chat_template() const override { return spec_.chat_template; }
 
  private:

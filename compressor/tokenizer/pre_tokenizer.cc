@@ -83,6 +83,25 @@ void AddGapsAndMatches(size_t len, std::vector<std::pair<size_t, size_t>>& match
   if (prev < len) spans->push_back({prev, len, invert});
 }
 
+// Per-thread matching state. An ovector of one pair is enough: only whole matches are used. Long
+// whitespace runs recurse deeply in JIT code, so the JIT stack may grow to 8 MiB instead of failing.
+struct MatchScratch {
+  MatchScratch()
+      : match_data(pcre2_match_data_create(1, nullptr)),
+        context(pcre2_match_context_create(nullptr)),
+        jit_stack(pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr)) {
+    pcre2_jit_stack_assign(context, nullptr, jit_stack);
+  }
+  ~MatchScratch() {
+    pcre2_jit_stack_free(jit_stack);
+    pcre2_match_context_free(context);
+    pcre2_match_data_free(match_data);
+  }
+  pcre2_match_data* match_data;
+  pcre2_match_context* context;
+  pcre2_jit_stack* jit_stack;
+};
+
 class RegexSplit : public SplitStep {
  public:
   RegexSplit(pcre2_code* code, SplitBehavior behavior, bool invert)
@@ -90,30 +109,21 @@ class RegexSplit : public SplitStep {
   ~RegexSplit() override { pcre2_code_free(code_); }
 
   absl::Status Split(absl::string_view piece, std::vector<absl::string_view>* out) const override {
-    // One scratch area per thread; an ovector of one pair is enough, only whole matches are used.
-    thread_local std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> md(
-        pcre2_match_data_create(1, nullptr), pcre2_match_data_free);
-    thread_local std::unique_ptr<pcre2_match_context, decltype(&pcre2_match_context_free)> mctx(
-        [] {
-          pcre2_match_context* c = pcre2_match_context_create(nullptr);
-          // Long whitespace runs recurse deeply in JIT code; give it room instead of failing.
-          pcre2_jit_stack* stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr);
-          pcre2_jit_stack_assign(c, nullptr, stack);
-          return c;
-        }(),
-        pcre2_match_context_free);
+    thread_local MatchScratch scratch;
+    pcre2_match_data* md = scratch.match_data;
+    pcre2_match_context* mctx = scratch.context;
     std::vector<std::pair<size_t, size_t>> matches;
     const auto* subject = reinterpret_cast<PCRE2_SPTR>(piece.data());
     size_t offset = 0;
     while (offset <= piece.size()) {
-      int rc = pcre2_match(code_, subject, piece.size(), offset, PCRE2_NO_UTF_CHECK, md.get(), mctx.get());
+      int rc = pcre2_match(code_, subject, piece.size(), offset, PCRE2_NO_UTF_CHECK, md, mctx);
       if (rc == PCRE2_ERROR_NOMATCH) break;
       if (rc < 0 && rc != 0) {
         PCRE2_UCHAR buf[256];
         pcre2_get_error_message(rc, buf, sizeof(buf));
         return absl::InternalError(absl::StrCat("pre-tokenizer regex failed: ", reinterpret_cast<char*>(buf)));
       }
-      PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
+      PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
       size_t b = ov[0], e = ov[1];
       if (e == b) {
         // Empty match: step over one whole character.

@@ -33,5 +33,6 @@ bool Processor::IsByte(int id) const { return impl_->sp.IsByte(id); }
 bool Processor::IsUnknown(int id) const { return impl_->sp.IsUnknown(id); }
 int Processor::BosId() const { return impl_->sp.bos_id(); }
 int Processor::EosId() const { return impl_->sp.eos_id(); }
+int Processor::UnkId() const { return impl_->sp.unk_id(); }
 
 }  // namespace kvc::spm

@@ -24,6 +24,7 @@ class Processor {
   bool IsUnknown(int id) const;
   int BosId() const;
   int EosId() const;
+  int UnkId() const;
 
  private:
   struct Impl;

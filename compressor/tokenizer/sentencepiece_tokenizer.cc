@@ -134,6 +134,10 @@ std::optional<int32_t> SentencePieceTokenizer::bos_id() const {
   return sp_->BosId() >= 0 ? std::optional<int32_t>(sp_->BosId()) : std::nullopt;
 }
 
+std::optional<int32_t> SentencePieceTokenizer::unk_id() const {
+  return sp_->UnkId() >= 0 ? std::optional<int32_t>(sp_->UnkId()) : std::nullopt;
+}
+
 std::optional<int32_t> SentencePieceTokenizer::eos_id() const {
   return sp_->EosId() >= 0 ? std::optional<int32_t>(sp_->EosId()) : std::nullopt;
 }

@@ -30,6 +30,7 @@ class SentencePieceTokenizer : public Tokenizer {
   std::optional<int32_t> SpecialTokenId(absl::string_view text) const override;
   std::optional<int32_t> bos_id() const override;
   std::optional<int32_t> eos_id() const override;
+  std::optional<int32_t> unk_id() const override;
   const std::string& chat_template() const override { return chat_template_; }
 
  private:

@@ -51,6 +51,8 @@ class Tokenizer {
   virtual std::optional<int32_t> SpecialTokenId(absl::string_view text) const = 0;
   virtual std::optional<int32_t> bos_id() const = 0;
   virtual std::optional<int32_t> eos_id() const = 0;
+  // Stands for input the vocabulary cannot express (bytes missing from a byte-level vocabulary, ...).
+  virtual std::optional<int32_t> unk_id() const = 0;
   // The chat_template string shipped with the model, empty if none.
   virtual const std::string& chat_template() const = 0;
 };

@@ -2,6 +2,7 @@
 // detokenization, chat templates, and a hand-built BPE whose merges are easy to follow.
 #include "compressor/tokenizer/bpe_tokenizer.h"
 
+#include <fstream>
 #include <string>
 
 #include "compressor/tokenizer/chat_template.h"
@@ -145,6 +146,37 @@ TEST(ChatTemplateTest, Llama3AndLlama2Render) {
             "<s>[INST] <<SYS>>\nS\n<</SYS>>\n\nU [/INST]");
   EXPECT_EQ(RenderChat(ChatFormat::kChatMl, {{"robot", "x"}}, false).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+std::string WriteTemp(const std::string& name, const std::string& text) {
+  std::string path = std::string(::testing::TempDir()) + "/kvc_tok_" + name;
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+
+TEST(TokenizerJsonTest, MalformedFilesGetClearErrors) {
+  auto truncated = BpeTokenizer::FromTokenizerJson(WriteTemp("trunc.json", R"({"model": {"type": "BPE", "vocab": {"a")"));
+  EXPECT_EQ(truncated.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(truncated.status().message().find("not valid JSON"), std::string::npos) << truncated.status();
+
+  auto wordpiece = BpeTokenizer::FromTokenizerJson(WriteTemp("wp.json", R"({"model": {"type": "WordPiece", "vocab": {}}})"));
+  EXPECT_EQ(wordpiece.status().code(), absl::StatusCode::kUnimplemented);
+
+  auto bad_merge = BpeTokenizer::FromTokenizerJson(
+      WriteTemp("merge.json", R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a b"]}})"));
+  EXPECT_EQ(bad_merge.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad_merge.status().message().find("merge 0"), std::string::npos) << bad_merge.status();
+
+  auto bad_regex = BpeTokenizer::FromTokenizerJson(WriteTemp(
+      "regex.json", R"({"model": {"type": "BPE", "vocab": {"a": 0}}, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(unclosed"}, "behavior": "Isolated"}})"));
+  EXPECT_EQ(bad_regex.status().code(), absl::StatusCode::kInvalidArgument);
+
+  auto unknown_pre = BpeTokenizer::FromTokenizerJson(WriteTemp(
+      "pre.json", R"({"model": {"type": "BPE", "vocab": {"a": 0}}, "pre_tokenizer": {"type": "Whatever"}})"));
+  EXPECT_EQ(unknown_pre.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(unknown_pre.status().message().find("Whatever"), std::string::npos);
+
+  EXPECT_EQ(LoadTokenizer("/nonexistent/tokenizer.json").status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace
