@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds kvc and runs every test a CPU machine can run (gpu-labelled tests skip themselves without CUDA),
-# then the libFuzzer targets for KVC_FUZZ_SECONDS each (default 60; 0 skips them). Exits non-zero on any
+# and the libFuzzer targets for KVC_FUZZ_SECONDS each (default 60; 0 skips them). Exits non-zero on any
 # failure. CI runs this through .ci/run.
 #
 #   scripts/test.sh               everything
@@ -20,12 +20,6 @@ if [[ "$FUZZ_SECONDS" != 0 ]]; then
   cmake -S "$ROOT" -B "$FUZZ_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVC_FUZZ=ON \
     -DKVC_BUILD_BENCH=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ > /dev/null
   cmake --build "$FUZZ_BUILD" -j2 --target tokenizer_fuzz
-fi
-
-cd "$BUILD"
-ctest --output-on-failure -j2 "$@"
-
-if [[ "$FUZZ_SECONDS" != 0 ]]; then
   mkdir -p "$FUZZ_BUILD/corpus/tokenizer" "$FUZZ_BUILD/artifacts"
   printf 'Hello world 12345' > "$FUZZ_BUILD/corpus/tokenizer/seed-ascii"
   printf '<|im_start|>user\nCaf\xc3\xa9 \xf0\x9f\x98\x80<|im_end|>' > "$FUZZ_BUILD/corpus/tokenizer/seed-special"
@@ -39,3 +33,7 @@ if [[ "$FUZZ_SECONDS" != 0 ]]; then
   fi
   grep -E "^Done " "$LOG"
 fi
+
+# Last, so that ctest's summary line closes the output.
+cd "$BUILD"
+ctest --output-on-failure -j2 "$@"
