@@ -69,6 +69,11 @@ void KvCache::Reset(int64_t layer, const torch::Tensor& k, const torch::Tensor& 
   Append(layer, k, v, positions);
 }
 
+void KvCache::SetPositions(int64_t begin, const torch::Tensor& positions) {
+  torch::Tensor p = positions.to(shape_.device, torch::kInt64).unsqueeze(0).expand({shape_.kv_heads, positions.size(0)});
+  for (Layer& l : layers_) l.positions.narrow(1, begin, positions.size(0)).copy_(p);
+}
+
 void KvCache::Truncate(int64_t len) {
   for (Layer& l : layers_) l.length = std::min(l.length, len);
 }

@@ -50,6 +50,9 @@ class KvCache {
   void Append(int64_t layer, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& positions);
   // Replaces a layer's contents (after selection); same shapes as Append.
   void Reset(int64_t layer, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& positions);
+  // Overwrites the recorded original positions of entries [begin, begin + n) in every layer with
+  // positions [n] (shared by heads). Used when keys were computed at compacted rotary positions.
+  void SetPositions(int64_t begin, const torch::Tensor& positions);
   // Drops entries past `len` in every layer (e.g. the query's KV between Finch chunks).
   void Truncate(int64_t len);
   void Clear() { Truncate(0); }

@@ -1,0 +1,74 @@
+// The compression interface: a method takes the model, the context tokens ([prefix][documents]), the
+// suffix tokens (query + generation prompt) and a spec, and returns a compressed KvCache plus statistics.
+//
+// Semantics of every method are in DESIGN §4. The protected prefix is always kept. Unknown option names
+// are errors, never ignored.
+//
+// Thread safety: methods are immutable after creation; Compress may run concurrently on distinct inputs
+// (each call owns its caches), sharing the model.
+#ifndef KVC_COMPRESSOR_METHODS_COMPRESSION_H_
+#define KVC_COMPRESSOR_METHODS_COMPRESSION_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "absl/status/statusor.h"
+#include "compressor/kv/kv_cache.h"
+#include "compressor/model/llama_model.h"
+
+namespace kvc {
+
+struct CompressionSpec {
+  std::string method = "finch";
+  // Budget: exactly one of ratio (original/kept, >= 1; 8 means 8x) or target_tokens (> 0).
+  double ratio = 0;
+  int64_t target_tokens = 0;
+  // Method options by name, as text ("chunk_tokens" -> "512"); validated by the method.
+  std::map<std::string, std::string> options;
+};
+
+struct CompressionInput {
+  const LlamaModel* model = nullptr;
+  std::vector<int64_t> context;    // [prefix][documents]
+  int64_t protected_prefix = 0;    // leading context tokens that are always kept
+  std::vector<int64_t> suffix;     // the query (and generation prompt); may be empty for query-agnostic methods
+  // Polled between chunks; returning false cancels with CANCELLED.
+  std::function<bool()> keep_going;
+};
+
+struct CompressionStats {
+  int64_t tokens_in = 0;   // context tokens
+  int64_t tokens_out = 0;  // kept entries per head (including kept query tokens in kvpress parity mode)
+  std::vector<torch::Tensor> kept_positions;  // per layer [kv_heads, tokens_out] original positions, ascending
+  std::vector<double> chunk_seconds;           // wall time per prefill chunk (one entry when not chunked)
+  int64_t peak_cache_entries = 0;              // largest cache length held at any time
+};
+
+struct CompressionResult {
+  KvCache cache;  // next_position() is where the suffix continues
+  CompressionStats stats;
+};
+
+class CompressionMethod {
+ public:
+  virtual ~CompressionMethod() = default;
+  virtual const std::string& name() const = 0;
+  // Whether the suffix changes what is kept (it must then be non-empty).
+  virtual bool query_aware() const = 0;
+  // INVALID_ARGUMENT / OUT_OF_RANGE for inputs that cannot be compressed with this spec, CANCELLED when
+  // keep_going returns false, RESOURCE_EXHAUSTED on out-of-memory.
+  virtual absl::StatusOr<CompressionResult> Compress(const CompressionInput& input) const = 0;
+};
+
+// Validates the spec (method name, budget fields, option names and values) and builds the method.
+absl::StatusOr<std::unique_ptr<CompressionMethod>> CreateCompressionMethod(const CompressionSpec& spec);
+
+}  // namespace kvc
+
+#endif  // KVC_COMPRESSOR_METHODS_COMPRESSION_H_

@@ -1,0 +1,48 @@
+// Shared plumbing of the compression methods: input checks, the budget, chunked prefill with cancellation
+// and timing, and the final statistics. Each method lives in its own file and only adds its selection rule.
+#ifndef KVC_COMPRESSOR_METHODS_METHOD_BASE_H_
+#define KVC_COMPRESSOR_METHODS_METHOD_BASE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "compressor/methods/compression.h"
+#include "compressor/methods/options.h"
+
+namespace kvc {
+
+class MethodBase : public CompressionMethod {
+ public:
+  const std::string& name() const override { return spec_.method; }
+
+ protected:
+  explicit MethodBase(CompressionSpec spec) : spec_(std::move(spec)) {}
+
+  // Model present, context non-empty and within what the method can prefill, protected prefix inside the
+  // context, token ids in the vocabulary, a suffix for query-aware methods.
+  absl::Status CheckInput(const CompressionInput& in) const;
+  // Context tokens to keep under the spec, never below the protected prefix.
+  absl::StatusOr<int64_t> Budget(const CompressionInput& in, int64_t scored_len) const;
+  // Runs ids at positions [first_position, ...) into `cache` in chunks, polling keep_going between them.
+  absl::Status Prefill(const CompressionInput& in, const std::vector<int64_t>& ids, int64_t first_position,
+                       int64_t chunk, KvCache& cache, CompressionStats* stats) const;
+  absl::Status CheckCancelled(const CompressionInput& in) const;
+  // Fills tokens_out, kept_positions and peak_cache_entries from the final cache.
+  CompressionResult Finish(KvCache cache, CompressionStats stats) const;
+
+  CompressionSpec spec_;
+};
+
+// Factories, one per method file.
+absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeFinch(const CompressionSpec& spec);
+absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeSnapKv(const CompressionSpec& spec);
+absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeStreamingLlm(const CompressionSpec& spec);
+absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeKnorm(const CompressionSpec& spec);
+absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeRandom(const CompressionSpec& spec);
+absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeTruncate(const CompressionSpec& spec);
+absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeNone(const CompressionSpec& spec);
+
+}  // namespace kvc
+
+#endif  // KVC_COMPRESSOR_METHODS_METHOD_BASE_H_

@@ -1,0 +1,35 @@
+// none: the full cache, the baseline every method is measured against.
+#include "compressor/methods/method_base.h"
+#include "compressor/util/status_macros.h"
+
+namespace kvc {
+namespace {
+
+class NoneMethod : public MethodBase {
+ public:
+  NoneMethod(CompressionSpec spec, int64_t chunk) : MethodBase(std::move(spec)), chunk_(chunk) {}
+  bool query_aware() const override { return false; }
+
+  absl::StatusOr<CompressionResult> Compress(const CompressionInput& in) const override {
+    KVC_RETURN_IF_ERROR(CheckInput(in));
+    CompressionStats stats;
+    stats.tokens_in = static_cast<int64_t>(in.context.size());
+    KvCache cache = in.model->NewCache();
+    KVC_RETURN_IF_ERROR(Prefill(in, in.context, 0, chunk_, cache, &stats));
+    cache.set_next_position(stats.tokens_in);
+    return Finish(std::move(cache), std::move(stats));
+  }
+
+ private:
+  int64_t chunk_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeNone(const CompressionSpec& spec) {
+  KVC_ASSIGN_OR_RETURN(MethodOptions o, MethodOptions::Parse(spec.method, spec.options, {"chunk_tokens"}));
+  KVC_ASSIGN_OR_RETURN(int64_t chunk, o.Int("chunk_tokens", 512, 1, 1 << 20));
+  return std::unique_ptr<CompressionMethod>(new NoneMethod(spec, chunk));
+}
+
+}  // namespace kvc

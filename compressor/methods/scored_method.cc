@@ -1,0 +1,26 @@
+#include "compressor/methods/scored_method.h"
+
+#include "compressor/methods/scoring.h"
+#include "compressor/util/status_macros.h"
+
+namespace kvc {
+
+absl::StatusOr<CompressionResult> ScoredMethod::Compress(const CompressionInput& in) const {
+  KVC_RETURN_IF_ERROR(CheckInput(in));
+  const int64_t n = static_cast<int64_t>(in.context.size());
+  KVC_ASSIGN_OR_RETURN(int64_t k, Budget(in, n));
+  CompressionStats stats;
+  stats.tokens_in = n;
+  KvCache cache = in.model->NewCache();
+  KVC_RETURN_IF_ERROR(Prefill(in, in.context, 0, chunk_, cache, &stats));
+  stats.peak_cache_entries = cache.peak_length();
+  c10::InferenceMode guard;
+  for (int64_t l = 0; l < cache.num_layers(); ++l) {
+    torch::Tensor idx = SelectTopK(Score(cache, l, k), k, in.protected_prefix);
+    GatherLayer(cache, l, idx, /*rerotate=*/false, in.model->rope());
+  }
+  cache.set_next_position(n);
+  return Finish(std::move(cache), std::move(stats));
+}
+
+}  // namespace kvc

@@ -1,0 +1,45 @@
+// truncate: keep the head and the tail of the context and drop the middle before prefill, so it works for
+// contexts past the model's window (the kept tokens get contiguous positions).
+#include "compressor/methods/method_base.h"
+#include "compressor/util/status_macros.h"
+
+namespace kvc {
+namespace {
+
+class TruncateMethod : public MethodBase {
+ public:
+  TruncateMethod(CompressionSpec spec, int64_t chunk) : MethodBase(std::move(spec)), chunk_(chunk) {}
+  bool query_aware() const override { return false; }
+
+  absl::StatusOr<CompressionResult> Compress(const CompressionInput& in) const override {
+    KVC_RETURN_IF_ERROR(CheckInput(in));
+    const int64_t n = static_cast<int64_t>(in.context.size());
+    KVC_ASSIGN_OR_RETURN(int64_t k, Budget(in, n));
+    int64_t head = std::max(in.protected_prefix, k / 2);
+    int64_t tail = k - head;
+    std::vector<int64_t> ids(in.context.begin(), in.context.begin() + head);
+    ids.insert(ids.end(), in.context.end() - tail, in.context.end());
+    CompressionStats stats;
+    stats.tokens_in = n;
+    KvCache cache = in.model->NewCache();
+    KVC_RETURN_IF_ERROR(Prefill(in, ids, 0, chunk_, cache, &stats));
+    // Record where the kept tokens came from in the original context.
+    torch::Tensor original = torch::cat({torch::arange(head, torch::kInt64), torch::arange(n - tail, n, torch::kInt64)});
+    cache.SetPositions(0, original);
+    cache.set_next_position(k);
+    return Finish(std::move(cache), std::move(stats));
+  }
+
+ private:
+  int64_t chunk_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeTruncate(const CompressionSpec& spec) {
+  KVC_ASSIGN_OR_RETURN(MethodOptions o, MethodOptions::Parse(spec.method, spec.options, {"chunk_tokens"}));
+  KVC_ASSIGN_OR_RETURN(int64_t chunk, o.Int("chunk_tokens", 512, 1, 1 << 20));
+  return std::unique_ptr<CompressionMethod>(new TruncateMethod(spec, chunk));
+}
+
+}  // namespace kvc
