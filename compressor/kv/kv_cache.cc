@@ -33,6 +33,7 @@ torch::Tensor KvCache::Positions(int64_t layer) const {
 }
 
 void KvCache::Reserve(Layer& l, int64_t capacity) {
+  c10::InferenceMode guard;  // storage is made of inference tensors; keep every update inside the mode
   int64_t current = l.k.defined() ? l.k.size(1) : 0;
   if (capacity <= current) return;
   int64_t grown = std::max<int64_t>({capacity, current * 2, 64});
@@ -52,6 +53,7 @@ void KvCache::Reserve(Layer& l, int64_t capacity) {
 
 void KvCache::Append(int64_t layer, const torch::Tensor& k, const torch::Tensor& v,
                      const torch::Tensor& positions) {
+  c10::InferenceMode guard;
   Layer& l = layers_[layer];
   int64_t n = k.size(1);
   Reserve(l, l.length + n);
@@ -70,6 +72,7 @@ void KvCache::Reset(int64_t layer, const torch::Tensor& k, const torch::Tensor& 
 }
 
 void KvCache::SetPositions(int64_t begin, const torch::Tensor& positions) {
+  c10::InferenceMode guard;  // storage is made of inference tensors; keep every update inside the mode
   torch::Tensor p = positions.to(shape_.device, torch::kInt64).unsqueeze(0).expand({shape_.kv_heads, positions.size(0)});
   for (Layer& l : layers_) l.positions.narrow(1, begin, positions.size(0)).copy_(p);
 }

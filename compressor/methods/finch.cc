@@ -29,8 +29,7 @@ class Finch : public MethodBase {
   Finch(CompressionSpec spec, FinchOptions o) : MethodBase(std::move(spec)), o_(o) {}
   bool query_aware() const override { return true; }
 
-  absl::StatusOr<CompressionResult> Compress(const CompressionInput& in) const override {
-    KVC_RETURN_IF_ERROR(CheckInput(in));
+  absl::StatusOr<CompressionResult> DoCompress(const CompressionInput& in) const override {
     const LlamaModel& model = *in.model;
     const int64_t C = static_cast<int64_t>(in.context.size()), Q = static_cast<int64_t>(in.suffix.size());
     if (o_.chunk > model.config().max_position_embeddings) {
@@ -76,8 +75,7 @@ class Finch : public MethodBase {
       const bool query_stays = last && o_.keep_query;
       std::vector<torch::Tensor> kept;
       {
-        c10::InferenceMode guard;
-        for (int64_t l = 0; l < cache.num_layers(); ++l) kept.push_back(Select(out.queries[l], cache.Keys(l), scored, k, query_stays, in));
+              for (int64_t l = 0; l < cache.num_layers(); ++l) kept.push_back(Select(out.queries[l], cache.Keys(l), scored, k, query_stays, in));
       }
       if (!query_stays) cache.Truncate(scored);
       for (int64_t l = 0; l < cache.num_layers(); ++l) GatherLayer(cache, l, kept[l], o_.rerotate, model.rope());

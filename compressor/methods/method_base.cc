@@ -4,8 +4,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "compressor/util/status_macros.h"
+#include "compressor/util/torch_status.h"
 
 namespace kvc {
+
+absl::StatusOr<CompressionResult> MethodBase::Compress(const CompressionInput& in) const {
+  KVC_RETURN_IF_ERROR(CheckInput(in));
+  return CatchTorch([&]() -> absl::StatusOr<CompressionResult> {
+    c10::InferenceMode guard;
+    return DoCompress(in);
+  });
+}
 
 absl::Status MethodBase::CheckInput(const CompressionInput& in) const {
   if (in.model == nullptr) return absl::InvalidArgumentError("no model given");

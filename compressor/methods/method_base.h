@@ -15,9 +15,12 @@ namespace kvc {
 class MethodBase : public CompressionMethod {
  public:
   const std::string& name() const override { return spec_.method; }
+  // Checks the input, then runs DoCompress in inference mode with LibTorch errors turned into statuses.
+  absl::StatusOr<CompressionResult> Compress(const CompressionInput& in) const final;
 
  protected:
   explicit MethodBase(CompressionSpec spec) : spec_(std::move(spec)) {}
+  virtual absl::StatusOr<CompressionResult> DoCompress(const CompressionInput& in) const = 0;
 
   // Model present, context non-empty and within what the method can prefill, protected prefix inside the
   // context, token ids in the vocabulary, a suffix for query-aware methods.

@@ -10,8 +10,7 @@ class NoneMethod : public MethodBase {
   NoneMethod(CompressionSpec spec, int64_t chunk) : MethodBase(std::move(spec)), chunk_(chunk) {}
   bool query_aware() const override { return false; }
 
-  absl::StatusOr<CompressionResult> Compress(const CompressionInput& in) const override {
-    KVC_RETURN_IF_ERROR(CheckInput(in));
+  absl::StatusOr<CompressionResult> DoCompress(const CompressionInput& in) const override {
     CompressionStats stats;
     stats.tokens_in = static_cast<int64_t>(in.context.size());
     KvCache cache = in.model->NewCache();

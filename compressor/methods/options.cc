@@ -76,8 +76,9 @@ absl::StatusOr<int64_t> KeptTokens(double ratio, int64_t target_tokens, int64_t 
   if (!std::isfinite(ratio) || ratio < 1) {
     return absl::OutOfRangeError(absl::StrCat("ratio: ", ratio, " must be >= 1 (original/kept; 8 means 8x)"));
   }
-  // Same arithmetic as kvpress's compute_n_kept with compression_ratio = 1 - 1/ratio.
-  int64_t kept = static_cast<int64_t>(static_cast<double>(context_len) * (1.0 - (1.0 - 1.0 / ratio)));
+  // floor(len / ratio), with a nudge so that 200 / 10 is 20 and not 19.999...; for kvpress's ratios (2, 8)
+  // this equals its int(len * (1 - compression_ratio)).
+  int64_t kept = static_cast<int64_t>(std::floor(static_cast<double>(context_len) / ratio + 1e-9));
   return std::max<int64_t>(1, kept);
 }
 

@@ -5,8 +5,7 @@
 
 namespace kvc {
 
-absl::StatusOr<CompressionResult> ScoredMethod::Compress(const CompressionInput& in) const {
-  KVC_RETURN_IF_ERROR(CheckInput(in));
+absl::StatusOr<CompressionResult> ScoredMethod::DoCompress(const CompressionInput& in) const {
   const int64_t n = static_cast<int64_t>(in.context.size());
   KVC_ASSIGN_OR_RETURN(int64_t k, Budget(in, n));
   CompressionStats stats;
@@ -14,7 +13,6 @@ absl::StatusOr<CompressionResult> ScoredMethod::Compress(const CompressionInput&
   KvCache cache = in.model->NewCache();
   KVC_RETURN_IF_ERROR(Prefill(in, in.context, 0, chunk_, cache, &stats));
   stats.peak_cache_entries = cache.peak_length();
-  c10::InferenceMode guard;
   for (int64_t l = 0; l < cache.num_layers(); ++l) {
     torch::Tensor idx = SelectTopK(Score(cache, l, k), k, in.protected_prefix);
     GatherLayer(cache, l, idx, /*rerotate=*/false, in.model->rope());

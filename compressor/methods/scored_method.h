@@ -11,7 +11,7 @@ namespace kvc {
 class ScoredMethod : public MethodBase {
  public:
   bool query_aware() const override { return false; }
-  absl::StatusOr<CompressionResult> Compress(const CompressionInput& in) const override;
+  absl::StatusOr<CompressionResult> DoCompress(const CompressionInput& in) const override;
 
  protected:
   ScoredMethod(CompressionSpec spec, int64_t chunk) : MethodBase(std::move(spec)), chunk_(chunk) {}

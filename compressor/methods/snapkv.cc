@@ -24,8 +24,7 @@ class SnapKv : public MethodBase {
   SnapKv(CompressionSpec spec, SnapKvOptions o) : MethodBase(std::move(spec)), o_(o) {}
   bool query_aware() const override { return o_.window < 0; }
 
-  absl::StatusOr<CompressionResult> Compress(const CompressionInput& in) const override {
-    KVC_RETURN_IF_ERROR(CheckInput(in));
+  absl::StatusOr<CompressionResult> DoCompress(const CompressionInput& in) const override {
     const int64_t C = static_cast<int64_t>(in.context.size()), Q = static_cast<int64_t>(in.suffix.size());
     const int64_t total = C + Q;
     const int64_t w = o_.window < 0 ? Q : o_.window;
@@ -51,8 +50,7 @@ class SnapKv : public MethodBase {
     KVC_ASSIGN_OR_RETURN(ForwardOutput out,
                          in.model->Forward(ids, torch::arange(head, total, torch::kInt64), cache, fo));
     stats.peak_cache_entries = cache.peak_length();
-    c10::InferenceMode guard;
-    std::vector<torch::Tensor> kept;
+      std::vector<torch::Tensor> kept;
     for (int64_t l = 0; l < cache.num_layers(); ++l) {
       torch::Tensor attn = WindowAttention(out.queries[l], cache.Keys(l));  // [H, w, total]
       torch::Tensor votes = attn.narrow(2, 0, total - w);

@@ -11,8 +11,7 @@ class TruncateMethod : public MethodBase {
   TruncateMethod(CompressionSpec spec, int64_t chunk) : MethodBase(std::move(spec)), chunk_(chunk) {}
   bool query_aware() const override { return false; }
 
-  absl::StatusOr<CompressionResult> Compress(const CompressionInput& in) const override {
-    KVC_RETURN_IF_ERROR(CheckInput(in));
+  absl::StatusOr<CompressionResult> DoCompress(const CompressionInput& in) const override {
     const int64_t n = static_cast<int64_t>(in.context.size());
     KVC_ASSIGN_OR_RETURN(int64_t k, Budget(in, n));
     int64_t head = std::max(in.protected_prefix, k / 2);

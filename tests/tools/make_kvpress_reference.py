@@ -237,6 +237,31 @@ def check_delimiter(model, cr, ctx, q, ref_rec, vocab):
     return same_idx, kdiff
 
 
+class _Tok:  # generate_answer decodes its tokens; nothing here needs text
+    @staticmethod
+    def decode(ids, skip_special_tokens=True):
+        return ""
+
+
+@torch.no_grad()
+def check_pipeline(model, press, ctx, fed):
+    """Run kvpress's own KVPressTextGenerationPipeline._forward and return the position ids and logits of its
+    first forward after the prefill (the feed of `fed`), to confirm the positions and logits we saved."""
+    from kvpress.pipeline import KVPressTextGenerationPipeline
+
+    pipe = object.__new__(KVPressTextGenerationPipeline)  # no Pipeline.__init__: no tokenizer or device setup
+    pipe.model, pipe.tokenizer = model, _Tok()
+    seen = []
+    hook = model.register_forward_hook(
+        lambda m, a, kw, out: seen.append((kw["position_ids"].clone(), out.logits[0, -1].clone())),
+        with_kwargs=True)
+    try:
+        pipe._forward({"context_ids": ctx[None], "questions_ids": [fed[None]]}, max_new_tokens=1, press=press)
+    finally:
+        hook.remove()
+    return seen[0]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="HF model dir, a .gguf, or 'smollm2'")
@@ -247,7 +272,11 @@ def main():
     ap.add_argument("--record", default=None, help="dev.jsonl record id (text mode)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--attn", default=None, help="attn_implementation (dirs: eager; gguf: transformers' default)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: on a shared box OpenMP spinning makes 2 threads far slower)")
+    ap.add_argument("--check-pipeline", action=argparse.BooleanOptionalAction, default=None,
+                    help="also run kvpress's KVPressTextGenerationPipeline._forward for each press and compare "
+                         "positions and logits (default: on for <= 600 tokens)")
     ap.add_argument("--check-delimiter", action=argparse.BooleanOptionalAction, default=None,
                     help="also run FinchPress with a real delimiter token and compare (default: on for <= 600 "
                          "tokens; it costs two more prefills)")
@@ -322,6 +351,24 @@ def main():
                                                   "part of the window is dropped)"
                                                   if name == "snapkv" and stats[P]["n_kept"] < SNAP_WINDOW else ""))
 
+    piped = {}
+    if args.check_pipeline or (args.check_pipeline is None and N + M <= 600):
+        t = time.time()
+        for cr in RATIOS:
+            for name in ("snapkv", "knorm", "streaming_llm", "finch"):
+                P = f"{name}_{cr}"
+                press = make_press(name, cr, M)
+                if name == "finch":  # the pipeline's Finch use: question inside the compressed context
+                    press.delimiter_token_id = -1  # never present, so the preset window_size stands
+                    c = torch.cat([ctx, q])
+                else:
+                    c = ctx
+                pos, logits = check_pipeline(model, press, c, T[f"{P}_fed"])
+                dl = (logits - T[f"{P}_logits"]).abs().max().item()
+                assert torch.equal(pos[0], T[f"{P}_positions"]) and dl <= 1e-4, (P, pos, dl)
+                piped[P] = dl
+        log(f"pipeline check: positions equal, max |dlogit| {max(piped.values()):.2e} ({time.time() - t:.1f}s)")
+
     delim = {}
     if args.check_delimiter or (args.check_delimiter is None and N + M <= 600):  # last: resizes the embeddings
         t = time.time()
@@ -346,6 +393,7 @@ def main():
                   "none: question at N..; none_probe: probe at N+M",
         ties="dropped positions whose score equals the n_kept-th largest score",
         delimiter_check=delim,
+        pipeline_check_max_dlogit=piped,
         versions={p: importlib.metadata.version(p) for p in ("kvpress", "transformers", "torch")},
     )
     metadata = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()}
