@@ -1,0 +1,156 @@
+// kvc-eval: the quality protocol of DESIGN §11 for kvc's own methods. For each record of a dev.jsonl file
+// and each method x ratio: build the ChatML prompt (system line + "Context:\n{context}\n\nQuestion: {q}"),
+// compress the context with the query, decode at most 16 tokens greedily from the compressed cache, and
+// score "any answer appears in the output, case-insensitively". One JSON line per run on stdout.
+//
+//   kvc-eval --data dev.jsonl --methods none,finch,snapkv --ratios 2,4,8 [--max-records N]
+//            [--max-context-tokens 2500] [--long-methods finch,truncate] [--option finch.chunk_tokens=2048]
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "compressor/methods/compression.h"
+#include "compressor/model/default_model.h"
+#include "compressor/model/greedy.h"
+#include "compressor/tokenizer/chat_template.h"
+#include "compressor/tokenizer/tokenizer.h"
+
+namespace {
+
+constexpr char kSystem[] = "Answer the question using only the context. Reply with the answer only.";
+
+double Seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Quality of kvc's compression methods on a dev.jsonl file (DESIGN §11)"};
+  std::string data, model_path, methods_arg = "none,finch,snapkv", ratios_arg = "2,4,8,16,32";
+  std::string long_methods_arg = "finch,truncate";
+  std::vector<std::string> option_args;
+  int max_records = 0, threads = 0, max_new_tokens = 16;
+  int64_t max_context_tokens = 2500;
+  app.add_option("--data", data, "dev.jsonl-format file")->required();
+  app.add_option("--model", model_path, "model (default: the packaged SmolLM2)");
+  app.add_option("--methods", methods_arg, "comma-separated methods");
+  app.add_option("--ratios", ratios_arg, "comma-separated ratios (ignored for none)");
+  app.add_option("--max-records", max_records, "stop after this many records (0: all)");
+  app.add_option("--max-context-tokens", max_context_tokens,
+                 "records with longer contexts run only with --long-methods (the model's window is 8K)");
+  app.add_option("--long-methods", long_methods_arg, "methods that run on long records");
+  app.add_option("--option", option_args, "METHOD.NAME=VALUE, e.g. finch.chunk_tokens=2048");
+  app.add_option("--threads", threads, "intra-op threads");
+  app.add_option("--max-new-tokens", max_new_tokens, "generation budget");
+  CLI11_PARSE(app, argc, argv);
+
+  if (model_path.empty()) model_path = kvc::DefaultModelPath().value_or("");
+  kvc::ModelOptions mo;
+  mo.num_threads = threads;
+  auto model = kvc::LlamaModel::Load(model_path, mo);
+  auto tok = kvc::LoadTokenizer(model_path);
+  if (!model.ok() || !tok.ok()) {
+    std::cerr << "kvc-eval: cannot load " << model_path << ": " << (model.ok() ? tok.status() : model.status()) << "\n";
+    return 1;
+  }
+  kvc::ChatFormat format = kvc::DetectChatFormat((*tok)->chat_template());
+  std::vector<std::string> methods = absl::StrSplit(methods_arg, ',', absl::SkipEmpty());
+  std::vector<std::string> long_methods = absl::StrSplit(long_methods_arg, ',', absl::SkipEmpty());
+  std::vector<double> ratios;
+  for (absl::string_view r : absl::StrSplit(ratios_arg, ',', absl::SkipEmpty())) ratios.push_back(std::stod(std::string(r)));
+  std::map<std::string, std::map<std::string, std::string>> options;
+  for (const std::string& o : option_args) {
+    std::vector<std::string> kv = absl::StrSplit(o, absl::MaxSplits('=', 1));
+    std::vector<std::string> mk = absl::StrSplit(kv[0], absl::MaxSplits('.', 1));
+    if (kv.size() != 2 || mk.size() != 2) {
+      std::cerr << "kvc-eval: --option wants METHOD.NAME=VALUE, got " << o << "\n";
+      return 2;
+    }
+    options[mk[0]][mk[1]] = kv[1];
+  }
+  std::vector<int64_t> stop;
+  if (auto id = (*tok)->SpecialTokenId("<|im_end|>")) stop.push_back(*id);
+  if (auto id = (*tok)->eos_id()) stop.push_back(*id);
+
+  std::ifstream in(data);
+  int done = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (max_records > 0 && done >= max_records) break;
+    auto rec = nlohmann::json::parse(line, nullptr, false);
+    if (!rec.is_object()) continue;
+    ++done;
+    kvc::CompressionPrompt prompt = kvc::BuildCompressionPrompt(format, kSystem, rec["question"].get<std::string>());
+    auto prefix = kvc::EncodePrompt(**tok, prompt.prefix);
+    auto doc = (*tok)->Encode(rec["context"].get<std::string>());
+    auto suffix = kvc::EncodePrompt(**tok, prompt.suffix);
+    if (!prefix.ok() || !doc.ok() || !suffix.ok()) {
+      std::cerr << "kvc-eval: cannot tokenize record " << rec["id"] << "\n";
+      return 1;
+    }
+    kvc::CompressionInput input;
+    input.model = model->get();
+    input.context.assign(prefix->begin(), prefix->end());
+    input.context.insert(input.context.end(), doc->begin(), doc->end());
+    input.protected_prefix = static_cast<int64_t>(prefix->size());
+    input.suffix.assign(suffix->begin(), suffix->end());
+    const int64_t n = static_cast<int64_t>(input.context.size());
+    for (const std::string& method : methods) {
+      bool is_long = n > max_context_tokens;
+      if (is_long && std::find(long_methods.begin(), long_methods.end(), method) == long_methods.end()) continue;
+      std::vector<double> method_ratios = method == "none" ? std::vector<double>{1} : ratios;
+      for (double ratio : method_ratios) {
+        kvc::CompressionSpec spec;
+        spec.method = method;
+        spec.ratio = method == "none" ? 0 : ratio;
+        spec.options = options[method];
+        auto m = kvc::CreateCompressionMethod(spec);
+        if (!m.ok()) {
+          std::cerr << "kvc-eval: " << m.status() << "\n";
+          return 2;
+        }
+        auto t0 = std::chrono::steady_clock::now();
+        auto compressed = (*m)->Compress(input);
+        nlohmann::json out = {{"id", rec["id"]}, {"family", rec["family"]}, {"chars", rec["chars"]},
+                              {"context_tokens", n}, {"method", method}, {"ratio", ratio}, {"engine", "kvc"}};
+        if (!compressed.ok()) {
+          out["error"] = compressed.status().ToString();
+          std::cout << out.dump() << std::endl;
+          continue;
+        }
+        double compress_s = Seconds(t0);
+        t0 = std::chrono::steady_clock::now();
+        kvc::GreedyOptions go;
+        go.max_new_tokens = max_new_tokens;
+        go.stop_token_ids = stop;
+        auto generated = kvc::GenerateGreedy(**model, input.suffix, compressed->cache, go);
+        double decode_s = Seconds(t0);
+        std::string text;
+        if (generated.ok()) {
+          std::vector<int32_t> ids(generated->begin(), generated->end());
+          kvc::DecodeOptions dopt;
+          dopt.skip_special = true;
+          text = (*tok)->Decode(ids, dopt).value_or("");
+        }
+        bool correct = false;
+        for (const auto& a : rec["answers"]) {
+          correct |= absl::StrContains(absl::AsciiStrToLower(text), absl::AsciiStrToLower(a.get<std::string>()));
+        }
+        out.update({{"kept", compressed->stats.tokens_out}, {"peak_cache", compressed->stats.peak_cache_entries},
+                    {"compress_s", compress_s}, {"decode_s", decode_s}, {"output", text}, {"correct", correct}});
+        std::cout << out.dump() << std::endl;
+      }
+    }
+  }
+  return 0;
+}
