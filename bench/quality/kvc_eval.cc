@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   std::string long_methods_arg = "finch,truncate";
   std::vector<std::string> option_args;
   int max_records = 0, threads = 0, max_new_tokens = 16;
+  bool tokenize_only = false;
   int64_t max_context_tokens = 2500;
   app.add_option("--data", data, "dev.jsonl-format file")->required();
   app.add_option("--model", model_path, "model (default: the packaged SmolLM2)");
@@ -53,6 +54,9 @@ int main(int argc, char** argv) {
   app.add_option("--option", option_args, "METHOD.NAME=VALUE, e.g. finch.chunk_tokens=2048");
   app.add_option("--threads", threads, "intra-op threads");
   app.add_option("--max-new-tokens", max_new_tokens, "generation budget");
+  app.add_flag("--tokenize-only", tokenize_only,
+               "print each record's prompt token ids (context_ids, protected_prefix, suffix_ids) and stop, so "
+               "that other engines run on exactly the same ids");
   CLI11_PARSE(app, argc, argv);
 
   if (model_path.empty()) model_path = kvc::DefaultModelPath().value_or("");
@@ -105,6 +109,14 @@ int main(int argc, char** argv) {
     input.protected_prefix = static_cast<int64_t>(prefix->size());
     input.suffix.assign(suffix->begin(), suffix->end());
     const int64_t n = static_cast<int64_t>(input.context.size());
+    if (tokenize_only) {
+      nlohmann::json ids = {{"id", rec["id"]}, {"family", rec["family"]}, {"chars", rec["chars"]},
+                            {"answers", rec["answers"]}, {"context_ids", input.context},
+                            {"protected_prefix", input.protected_prefix}, {"suffix_ids", input.suffix},
+                            {"stop_ids", stop}};
+      std::cout << ids.dump() << std::endl;
+      continue;
+    }
     for (const std::string& method : methods) {
       bool is_long = n > max_context_tokens;
       if (is_long && std::find(long_methods.begin(), long_methods.end(), method) == long_methods.end()) continue;

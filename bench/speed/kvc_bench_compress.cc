@@ -1,0 +1,93 @@
+// Times kvc's compression methods on one prompt (ids from `kvc-eval --tokenize-only`): one warm-up and R
+// timed runs per method; prints one JSON line per method: {"method", "ratio", "median_s", "times_s", "kept",
+// "chunks"}. bench/speed/run.py puts these next to kvpress and transformers.
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_split.h"
+#include "compressor/methods/compression.h"
+#include "compressor/model/default_model.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Time kvc's compression methods on one prompt"};
+  std::string ids_file, model_path, methods_arg = "none,finch";
+  double ratio = 8;
+  int repeats = 3, threads = 2;
+  std::vector<std::string> option_args;
+  app.add_option("--ids", ids_file, "one JSON line from kvc-eval --tokenize-only")->required();
+  app.add_option("--model", model_path, "model (default: the packaged SmolLM2)");
+  app.add_option("--methods", methods_arg, "comma-separated methods");
+  app.add_option("--ratio", ratio, "compression ratio (none ignores it)");
+  app.add_option("--repeats", repeats, "timed runs")->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "intra-op threads");
+  app.add_option("--option", option_args, "METHOD.NAME=VALUE");
+  CLI11_PARSE(app, argc, argv);
+  if (model_path.empty()) model_path = kvc::DefaultModelPath().value_or("");
+  kvc::ModelOptions mo;
+  mo.num_threads = threads;
+  auto model = kvc::LlamaModel::Load(model_path, mo);
+  if (!model.ok()) {
+    std::cerr << model.status() << "\n";
+    return 1;
+  }
+  std::ifstream in(ids_file);
+  std::string line;
+  std::getline(in, line);
+  auto rec = nlohmann::json::parse(line, nullptr, false);
+  if (!rec.is_object()) {
+    std::cerr << "cannot parse " << ids_file << "\n";
+    return 1;
+  }
+  kvc::CompressionInput input;
+  input.model = model->get();
+  input.context = rec["context_ids"].get<std::vector<int64_t>>();
+  input.protected_prefix = rec["protected_prefix"].get<int64_t>();
+  input.suffix = rec["suffix_ids"].get<std::vector<int64_t>>();
+  std::map<std::string, std::map<std::string, std::string>> options;
+  for (const std::string& o : option_args) {
+    std::vector<std::string> kv = absl::StrSplit(o, absl::MaxSplits('=', 1));
+    std::vector<std::string> mk = absl::StrSplit(kv[0], absl::MaxSplits('.', 1));
+    if (kv.size() == 2 && mk.size() == 2) options[mk[0]][mk[1]] = kv[1];
+  }
+  for (absl::string_view name : absl::StrSplit(methods_arg, ',', absl::SkipEmpty())) {
+    kvc::CompressionSpec spec;
+    spec.method = std::string(name);
+    spec.ratio = name == "none" ? 0 : ratio;
+    spec.options = options[spec.method];
+    auto method = kvc::CreateCompressionMethod(spec);
+    if (!method.ok()) {
+      std::cerr << method.status() << "\n";
+      return 2;
+    }
+    std::vector<double> times;
+    int64_t kept = 0, chunks = 0;
+    for (int r = 0; r <= repeats; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      auto result = (*method)->Compress(input);
+      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (!result.ok()) {
+        std::cerr << result.status() << "\n";
+        return 1;
+      }
+      kept = result->stats.tokens_out;
+      chunks = static_cast<int64_t>(result->stats.chunk_seconds.size());
+      if (r > 0) times.push_back(s);
+    }
+    std::vector<double> sorted = times;
+    std::sort(sorted.begin(), sorted.end());
+    double median = sorted.size() % 2 ? sorted[sorted.size() / 2]
+                                      : 0.5 * (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]);
+    nlohmann::json out = {{"engine", "kvc"}, {"method", spec.method}, {"ratio", spec.ratio}, {"median_s", median},
+                          {"times_s", times}, {"kept", kept}, {"chunks", chunks},
+                          {"context_tokens", input.context.size()}, {"suffix_tokens", input.suffix.size()}};
+    std::cout << out.dump() << std::endl;
+  }
+  return 0;
+}

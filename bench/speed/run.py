@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Compression speed on CPU, side by side in one run: kvc Finch vs kvpress FinchPress on the same model and
+token ids, plus kvc's plain prefill (method none) and transformers' plain prefill.
+
+  bench/speed/run.py [--data ../shared/eval/dev.jsonl] [--tokens 4096] [--ratio 8] [--threads 2] [--repeats 3]
+                     [--out bench/results/speed-cpu.md]
+
+The record is the dev record whose prompt is closest to --tokens tokens. Targets (issue #4): kvc Finch takes
+<= 0.67x the time of kvpress FinchPress and adds <= 15% over kvc's plain prefill.
+"""
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BUILD = pathlib.Path(os.environ.get("KVC_BUILD_DIR", ROOT / "build"))
+sys.path.insert(0, str(ROOT / "bench" / "quality"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "eval" / "dev.jsonl"))
+    ap.add_argument("--tokens", type=int, default=4096)
+    ap.add_argument("--ratio", type=float, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "speed-cpu.md"))
+    a = ap.parse_args()
+
+    ids = subprocess.run([str(BUILD / "bin" / "kvc-eval"), "--data", a.data, "--tokenize-only"], check=True,
+                         capture_output=True, text=True).stdout.splitlines()
+    recs = [json.loads(l) for l in ids]
+    rec = min(recs, key=lambda r: abs(len(r["context_ids"]) + len(r["suffix_ids"]) - a.tokens))
+    ctx, suffix = rec["context_ids"], rec["suffix_ids"]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        f.write(json.dumps(rec) + "\n")
+        ids_path = f.name
+
+    print(f"[speed] record {rec['id']}: {len(ctx)} context + {len(suffix)} query tokens", file=sys.stderr)
+    ours = {}
+    out = subprocess.run([str(BUILD / "bin" / "kvc-bench-compress"), "--ids", ids_path, "--methods", "none,finch",
+                          "--ratio", str(a.ratio), "--threads", str(a.threads), "--repeats", str(a.repeats)],
+                         check=True, capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        d = json.loads(line)
+        ours[d["method"]] = d
+    print(f"[speed] kvc: {ours}", file=sys.stderr)
+
+    import torch
+    from kvpress.presses.base_press import BasePress
+    from kvpress_eval import load_model, make_press
+    from transformers import DynamicCache
+
+    torch.set_num_threads(a.threads)
+    _, model = load_model(None)
+
+    def timed(fn):
+        fn()  # warm-up
+        times = []
+        for _ in range(a.repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return times
+
+    @torch.no_grad()
+    def kvpress_finch():
+        press = make_press("finch", a.ratio, len(suffix))
+        cache = DynamicCache()
+        with BasePress.__call__(press, model):
+            model.model(input_ids=torch.tensor([ctx + suffix]), past_key_values=cache)
+
+    @torch.no_grad()
+    def hf_prefill():
+        model.model(input_ids=torch.tensor([ctx]), past_key_values=DynamicCache())
+
+    theirs = {"kvpress finch": timed(kvpress_finch), "transformers prefill": timed(hf_prefill)}
+    med = {k: statistics.median(v) for k, v in theirs.items()}
+    f_ours, p_ours = ours["finch"]["median_s"], ours["none"]["median_s"]
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
+               platform.processor())
+    rows = [
+        ("kvc finch", f_ours, ours["finch"]["times_s"]),
+        ("kvpress FinchPress", med["kvpress finch"], theirs["kvpress finch"]),
+        ("kvc plain prefill (none)", p_ours, ours["none"]["times_s"]),
+        ("transformers plain prefill", med["transformers prefill"], theirs["transformers prefill"]),
+    ]
+    fmt = lambda ts: ", ".join(f"{t:.2f}" for t in ts)
+    text = f"""# Compression speed on CPU: kvc Finch vs kvpress FinchPress
+
+- Command: `bench/speed/run.py --tokens {a.tokens} --ratio {a.ratio:g} --threads {a.threads} --repeats {a.repeats}`
+- Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; CPU: {cpu}; {a.threads} threads; load average {os.getloadavg()[0]:.2f}
+- Record {rec['id']} ({rec['family']}): {len(ctx)} context tokens + {len(suffix)} query tokens, ratio {a.ratio:g}x
+  (kvc keeps {ours['finch']['kept']} tokens in {ours['finch']['chunks']} chunk(s) of its default 2048).
+- Model: SmolLM2-135M-Instruct (GGUF dequantized to float32) in both engines; the same token ids.
+
+| run | median s | runs (s) |
+|---|---:|---|
+""" + "".join(f"| {n} | {m:.2f} | {fmt(ts)} |\n" for n, m, ts in rows) + f"""
+- kvc Finch / kvpress FinchPress: **{f_ours / med['kvpress finch']:.2f}x** (target <= 0.67x)
+- kvc Finch / kvc plain prefill: **{f_ours / p_ours:.2f}x** (target <= 1.15x)
+- kvc plain prefill / transformers plain prefill: {p_ours / med['transformers prefill']:.2f}x
+"""
+    pathlib.Path(a.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
