@@ -30,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from bench_env import cpu_model, loadavg  # noqa: E402
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF dequantizing bar; set TQDM_DISABLE=0 to see it
 
@@ -239,16 +241,6 @@ def run_llamacpp(a, ids: dict[int, list[int]]) -> Result:
 
 # ---------------------------------------------------------------------------------------------- report
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -275,13 +267,6 @@ def tps(res: Result | None, n: int) -> float | None:
 
 def fmt(v: float | None, spec: str) -> str:
     return "n/a" if v is None else format(v, spec)
-
-
-def loadavg() -> str:
-    try:
-        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 def render(a, cmdline: str, results: dict[str, Result | None], ids: dict[int, list[int]],

@@ -37,6 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from bench_env import cpu_model, loadavg  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUCKETS = (4000, 8000, 16000, 28000, 64000, 128000)
@@ -232,23 +234,6 @@ def timing_table(results: list[dict], a: argparse.Namespace) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ report
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def loadavg() -> str:
-    try:
-        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
-
 
 def versions(python: str) -> str:
     code = ("import importlib.metadata as m\nfor d in ('torch','transformers','kvpress','tokenizers','gguf'):\n"

@@ -13,7 +13,6 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("KVC_BUILD_DIR", ROOT / "build"))
 sys.path.insert(0, str(ROOT / "bench" / "quality"))
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_env import cpu_model, loadavg  # noqa: E402
 
 
 def main():
@@ -86,8 +87,7 @@ def main():
     theirs = {"kvpress finch": timed(kvpress_finch), "transformers prefill": timed(hf_prefill)}
     med = {k: statistics.median(v) for k, v in theirs.items()}
     f_ours, p_ours = ours["finch"]["median_s"], ours["none"]["median_s"]
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
-               platform.processor())
+    cpu = cpu_model()
     rows = [
         ("kvc finch", f_ours, ours["finch"]["times_s"]),
         ("kvpress FinchPress", med["kvpress finch"], theirs["kvpress finch"]),
@@ -98,7 +98,7 @@ def main():
     text = f"""# Compression speed on CPU: kvc Finch vs kvpress FinchPress
 
 - Command: `bench/speed/run.py --tokens {a.tokens} --ratio {a.ratio:g} --threads {a.threads} --repeats {a.repeats}`
-- Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; CPU: {cpu}; {a.threads} threads; load average {os.getloadavg()[0]:.2f}
+- Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; CPU: {cpu}; {a.threads} threads; load average {loadavg()}
 - Record {rec['id']} ({rec['family']}): {len(ctx)} context tokens + {len(suffix)} query tokens, ratio {a.ratio:g}x
   (kvc keeps {ours['finch']['kept']} tokens in {ours['finch']['chunks']} chunk(s) of its default 2048).
 - Model: SmolLM2-135M-Instruct (GGUF dequantized to float32) in both engines; the same token ids.

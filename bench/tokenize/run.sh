@@ -21,10 +21,12 @@ fi
 ours="$("$BUILD/bin/kvc-bench-tokenize" --dev "$DEV" --tokenizer "$TOKJSON" --repeats "$REPEATS")"
 hf="$("$ROOT/.venv/bin/python" "$ROOT/bench/tokenize/hf_tokenize_bench.py" --dev "$DEV" --tokenizer "$TOKJSON" --repeats "$REPEATS")"
 OUT="$ROOT/bench/results/tokenize.md"
-"$ROOT/.venv/bin/python" - "$ours" "$hf" "$OUT" "$REPEATS" <<'PY'
-import json, sys, datetime, platform
+"$ROOT/.venv/bin/python" - "$ours" "$hf" "$OUT" "$REPEATS" "$ROOT/bench" <<'PY'
+import json, sys, datetime
+sys.path.insert(0, sys.argv[5])
+from bench_env import cpu_model
 ours, hf, out, repeats = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+cpu = cpu_model()
 text = f"""# Tokenizer encode speed: kvc vs Hugging Face tokenizers
 
 - Command: `bench/tokenize/run.sh` ({repeats} timed passes after a warm-up; median)
