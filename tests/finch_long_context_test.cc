@@ -53,19 +53,15 @@ TEST(FinchLongContextTest, ThirtyTwoThousandTokensInBoundedMemory) {
                         " near the ", places[next(8)], ". ");
     }
   }
-  CompressionPrompt prompt = BuildCompressionPrompt(
-      ChatFormat::kChatMl, "Answer the question using only the context. Reply with the answer only.",
-      "What is the secret password?");
-  auto prefix = EncodePrompt(**tok, prompt.prefix);
-  auto doc = (*tok)->Encode(document);
-  auto suffix = EncodePrompt(**tok, prompt.suffix);
-  ASSERT_TRUE(prefix.ok() && doc.ok() && suffix.ok());
+  auto encoded = EncodeCompressionPrompt(**tok, ChatFormat::kChatMl,
+                                         "Answer the question using only the context. Reply with the answer only.",
+                                         document, "What is the secret password?");
+  ASSERT_TRUE(encoded.ok()) << encoded.status();
   CompressionInput in;
   in.model = model->get();
-  in.context.assign(prefix->begin(), prefix->end());
-  in.context.insert(in.context.end(), doc->begin(), doc->end());
-  in.protected_prefix = static_cast<int64_t>(prefix->size());
-  in.suffix.assign(suffix->begin(), suffix->end());
+  in.context = encoded->context;
+  in.protected_prefix = encoded->protected_prefix;
+  in.suffix = encoded->suffix;
   const int64_t n = static_cast<int64_t>(in.context.size());
   const int64_t window = (*model)->config().max_position_embeddings;
   std::cout << "context " << n << " tokens (" << static_cast<double>(n) / window << "x the model window)\n";

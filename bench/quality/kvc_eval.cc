@@ -94,20 +94,17 @@ int main(int argc, char** argv) {
     auto rec = nlohmann::json::parse(line, nullptr, false);
     if (!rec.is_object()) continue;
     ++done;
-    kvc::CompressionPrompt prompt = kvc::BuildCompressionPrompt(format, kSystem, rec["question"].get<std::string>());
-    auto prefix = kvc::EncodePrompt(**tok, prompt.prefix);
-    auto doc = (*tok)->Encode(rec["context"].get<std::string>());
-    auto suffix = kvc::EncodePrompt(**tok, prompt.suffix);
-    if (!prefix.ok() || !doc.ok() || !suffix.ok()) {
-      std::cerr << "kvc-eval: cannot tokenize record " << rec["id"] << "\n";
+    auto encoded = kvc::EncodeCompressionPrompt(**tok, format, kSystem, rec["context"].get<std::string>(),
+                                                rec["question"].get<std::string>());
+    if (!encoded.ok()) {
+      std::cerr << "kvc-eval: cannot tokenize record " << rec["id"] << ": " << encoded.status() << "\n";
       return 1;
     }
     kvc::CompressionInput input;
     input.model = model->get();
-    input.context.assign(prefix->begin(), prefix->end());
-    input.context.insert(input.context.end(), doc->begin(), doc->end());
-    input.protected_prefix = static_cast<int64_t>(prefix->size());
-    input.suffix.assign(suffix->begin(), suffix->end());
+    input.context = std::move(encoded->context);
+    input.protected_prefix = encoded->protected_prefix;
+    input.suffix = std::move(encoded->suffix);
     const int64_t n = static_cast<int64_t>(input.context.size());
     if (tokenize_only) {
       nlohmann::json ids = {{"id", rec["id"]}, {"family", rec["family"]}, {"chars", rec["chars"]},

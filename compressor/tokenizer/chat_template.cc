@@ -156,4 +156,19 @@ absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Tokenizer& tokenizer, co
   return ids;
 }
 
+absl::StatusOr<EncodedCompressionPrompt> EncodeCompressionPrompt(const Tokenizer& tokenizer, ChatFormat format,
+                                                                 absl::string_view system, absl::string_view document,
+                                                                 absl::string_view question) {
+  CompressionPrompt cp = BuildCompressionPrompt(format, system, question);
+  KVC_ASSIGN_OR_RETURN(std::vector<int32_t> prefix, EncodePrompt(tokenizer, cp.prefix));
+  KVC_ASSIGN_OR_RETURN(std::vector<int32_t> doc, tokenizer.Encode(document));
+  KVC_ASSIGN_OR_RETURN(std::vector<int32_t> suffix, EncodePrompt(tokenizer, cp.suffix));
+  EncodedCompressionPrompt out;
+  out.context.assign(prefix.begin(), prefix.end());
+  out.context.insert(out.context.end(), doc.begin(), doc.end());
+  out.protected_prefix = static_cast<int64_t>(prefix.size());
+  out.suffix.assign(suffix.begin(), suffix.end());
+  return out;
+}
+
 }  // namespace kvc

@@ -50,6 +50,17 @@ CompressionPrompt BuildCompressionPrompt(ChatFormat format, absl::string_view sy
 // Encodes segments in order: markup with special tokens allowed, content without.
 absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Tokenizer& tokenizer, const Prompt& prompt);
 
+// The token ids a compression request is made of: context = [prefix][document], with the prefix protected,
+// and the suffix (question, end of turn, generation prompt).
+struct EncodedCompressionPrompt {
+  std::vector<int64_t> context;
+  int64_t protected_prefix = 0;
+  std::vector<int64_t> suffix;
+};
+absl::StatusOr<EncodedCompressionPrompt> EncodeCompressionPrompt(const Tokenizer& tokenizer, ChatFormat format,
+                                                                 absl::string_view system, absl::string_view document,
+                                                                 absl::string_view question);
+
 }  // namespace kvc
 
 #endif  // KVC_COMPRESSOR_TOKENIZER_CHAT_TEMPLATE_H_

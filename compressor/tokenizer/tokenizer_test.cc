@@ -137,6 +137,17 @@ TEST(ChatTemplateTest, UserContentNeverBecomesSpecialTokens) {
   EXPECT_EQ(std::count(ids.begin(), ids.end(), 260), 1);
 }
 
+TEST(ChatTemplateTest, CompressionPromptIdsKeepThePrefixApart) {
+  auto tok = TinyBpe();
+  auto p = EncodeCompressionPrompt(*tok, ChatFormat::kRaw, "S", "doc <|s|>", "Q?");
+  ASSERT_TRUE(p.ok()) << p.status();
+  std::string prefix = tok->Decode(std::vector<int32_t>(p->context.begin(), p->context.begin() + p->protected_prefix)).value();
+  EXPECT_EQ(prefix, "S\n\nContext:\n");
+  // The document's special-token text stays text.
+  EXPECT_EQ(std::count(p->context.begin(), p->context.end(), 260), 0);
+  EXPECT_EQ(tok->Decode(std::vector<int32_t>(p->suffix.begin(), p->suffix.end())).value(), "\n\nQuestion: Q?\nAnswer:");
+}
+
 TEST(ChatTemplateTest, Llama3AndLlama2Render) {
   std::vector<ChatMessage> msgs = {{"system", "S"}, {"user", "U"}};
   EXPECT_EQ(Flatten(RenderChat(ChatFormat::kLlama3, msgs, true).value()),
