@@ -1,6 +1,9 @@
 """What every benchmark report states about the machine it ran on."""
 import os
+import pathlib
 import platform
+import shlex
+import sys
 
 
 def cpu_model() -> str:
@@ -18,3 +21,13 @@ def loadavg() -> str:
         return " / ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "unknown"
+
+
+def command_line(argv: list[str], root: pathlib.Path) -> str:
+    """The command as typed from the repository root, for the report header."""
+    prog = pathlib.Path(sys.argv[0]).resolve()
+    try:
+        prog_s = str(prog.relative_to(root))
+    except ValueError:
+        prog_s = str(prog)
+    return shlex.join([prog_s] + argv)

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from bench_env import cpu_model, loadavg  # noqa: E402
+from bench_env import command_line, cpu_model, loadavg  # noqa: E402
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF dequantizing bar; set TQDM_DISABLE=0 to see it
 
@@ -322,12 +322,7 @@ def render(a, cmdline: str, results: dict[str, Result | None], ids: dict[int, li
 
 def main(argv: list[str]) -> int:
     a = parse_args(argv)
-    prog = pathlib.Path(sys.argv[0]).resolve()
-    try:
-        prog_s = str(prog.relative_to(ROOT))
-    except ValueError:
-        prog_s = str(prog)
-    cmdline = shlex.join([prog_s] + argv)
+    cmdline = command_line(argv, ROOT)
 
     load_before = loadavg()
     log(f"tokenizing {a.text} for lengths {a.lengths}")

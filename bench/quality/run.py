@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from bench_env import cpu_model, loadavg  # noqa: E402
+from bench_env import command_line, cpu_model, loadavg  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUCKETS = (4000, 8000, 16000, 28000, 64000, 128000)
@@ -320,12 +320,7 @@ def render(a, cmdline: str, runner: Runner, n_short: int, n_long: int, load_befo
 
 def main(argv: list[str]) -> int:
     a = parse_args(argv)
-    prog = pathlib.Path(sys.argv[0]).resolve()
-    try:
-        prog_s = str(prog.relative_to(ROOT))
-    except ValueError:
-        prog_s = str(prog)
-    cmdline = shlex.join([prog_s] + argv)
+    cmdline = command_line(argv, ROOT)
     started = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
     load_before = loadavg()
     if not pathlib.Path(a.kvc_eval).exists():
