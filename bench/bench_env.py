@@ -31,3 +31,12 @@ def command_line(argv: list[str], root: pathlib.Path) -> str:
     except ValueError:
         prog_s = str(prog)
     return shlex.join([prog_s] + argv)
+
+
+def build_binary(name: str, root: pathlib.Path) -> str:
+    """Path of a kvc binary: $KVC_BUILD_DIR/bin/NAME (relative to the repository root), else build/bin/NAME."""
+    build = os.environ.get("KVC_BUILD_DIR")
+    build_dir = pathlib.Path(build) if build else root / "build"
+    if not build_dir.is_absolute():
+        build_dir = root / build_dir
+    return str(build_dir / "bin" / name)

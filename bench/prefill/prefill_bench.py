@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from bench_env import command_line, cpu_model, loadavg  # noqa: E402
+from bench_env import build_binary, command_line, cpu_model, loadavg  # noqa: E402
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF dequantizing bar; set TQDM_DISABLE=0 to see it
 
@@ -51,11 +51,7 @@ def default_model() -> str:
 
 
 def default_ours() -> str:
-    build = os.environ.get("KVC_BUILD_DIR")
-    build_dir = pathlib.Path(build) if build else ROOT / "build"
-    if not build_dir.is_absolute():
-        build_dir = ROOT / build_dir
-    return str(build_dir / "bin" / "kvc-bench-prefill")
+    return build_binary("kvc-bench-prefill", ROOT)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

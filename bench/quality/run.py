@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from bench_env import command_line, cpu_model, loadavg  # noqa: E402
+from bench_env import build_binary, command_line, cpu_model, loadavg  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUCKETS = (4000, 8000, 16000, 28000, 64000, 128000)
@@ -49,11 +49,7 @@ def log(msg: str) -> None:
 
 
 def default_kvc_eval() -> str:
-    build = os.environ.get("KVC_BUILD_DIR")
-    build_dir = pathlib.Path(build) if build else ROOT / "build"
-    if not build_dir.is_absolute():
-        build_dir = ROOT / build_dir
-    return str(build_dir / "bin" / "kvc-eval")
+    return build_binary("kvc-eval", ROOT)
 
 
 def default_python() -> str:

@@ -21,10 +21,9 @@ import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BUILD = pathlib.Path(os.environ.get("KVC_BUILD_DIR", ROOT / "build"))
 sys.path.insert(0, str(ROOT / "bench" / "quality"))
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_env import cpu_model, loadavg  # noqa: E402
+from bench_env import build_binary, cpu_model, loadavg  # noqa: E402
 
 
 def main():
@@ -37,7 +36,7 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "speed-cpu.md"))
     a = ap.parse_args()
 
-    ids = subprocess.run([str(BUILD / "bin" / "kvc-eval"), "--data", a.data, "--tokenize-only"], check=True,
+    ids = subprocess.run([build_binary("kvc-eval", ROOT), "--data", a.data, "--tokenize-only"], check=True,
                          capture_output=True, text=True).stdout.splitlines()
     recs = [json.loads(l) for l in ids]
     rec = min(recs, key=lambda r: abs(len(r["context_ids"]) + len(r["suffix_ids"]) - a.tokens))
@@ -48,7 +47,7 @@ def main():
 
     print(f"[speed] record {rec['id']}: {len(ctx)} context + {len(suffix)} query tokens", file=sys.stderr)
     ours = {}
-    out = subprocess.run([str(BUILD / "bin" / "kvc-bench-compress"), "--ids", ids_path, "--methods", "none,finch",
+    out = subprocess.run([build_binary("kvc-bench-compress", ROOT), "--ids", ids_path, "--methods", "none,finch",
                           "--ratio", str(a.ratio), "--threads", str(a.threads), "--repeats", str(a.repeats)],
                          check=True, capture_output=True, text=True).stdout
     for line in out.splitlines():
