@@ -32,6 +32,14 @@ torch::Tensor KvCache::Positions(int64_t layer) const {
   return l.positions.narrow(1, 0, l.length);
 }
 
+torch::Tensor KvCache::RotaryPositions(int64_t layer) const {
+  if (key_rotation_ == KeyRotation::kOriginal) return Positions(layer);
+  const int64_t len = length(layer);
+  return torch::arange(len, torch::TensorOptions().dtype(torch::kInt64).device(shape_.device))
+      .unsqueeze(0)
+      .expand({shape_.kv_heads, len});
+}
+
 void KvCache::Reserve(Layer& l, int64_t capacity) {
   c10::InferenceMode guard;  // storage is made of inference tensors; keep every update inside the mode
   int64_t current = l.k.defined() ? l.k.size(1) : 0;

@@ -19,6 +19,11 @@
 
 namespace kvc {
 
+// Where each key's rotary embedding was applied. kOriginal: at the entry's recorded original position
+// (plain prefill, SnapKV-style selection). kCompacted: at the entry's index, entry j at position j (Finch
+// with re-rotation, truncation). Re-rotation and composition of caches need to know which.
+enum class KeyRotation { kOriginal, kCompacted };
+
 struct KvCacheShape {
   int64_t num_layers = 0;
   int64_t kv_heads = 0;
@@ -61,6 +66,11 @@ class KvCache {
   int64_t next_position() const { return next_position_; }
   void set_next_position(int64_t p) { next_position_ = p; }
 
+  KeyRotation key_rotation() const { return key_rotation_; }
+  void set_key_rotation(KeyRotation r) { key_rotation_ = r; }
+  // [kv_heads, len] int64: the rotary position each key of `layer` currently carries.
+  torch::Tensor RotaryPositions(int64_t layer) const;
+
   // Bytes of K and V actually held (not capacity).
   int64_t Bytes() const;
 
@@ -76,6 +86,7 @@ class KvCache {
   std::vector<Layer> layers_;
   int64_t next_position_ = 0;
   int64_t peak_length_ = 0;
+  KeyRotation key_rotation_ = KeyRotation::kOriginal;
 };
 
 }  // namespace kvc

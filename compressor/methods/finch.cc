@@ -83,6 +83,7 @@ class Finch : public MethodBase {
       stats.chunk_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     cache.set_next_position(o_.rerotate ? cache.length() : (o_.keep_query ? C + Q : C));
+    if (o_.rerotate) cache.set_key_rotation(KeyRotation::kCompacted);
     return Finish(std::move(cache), std::move(stats));
   }
 

@@ -26,6 +26,7 @@ class TruncateMethod : public MethodBase {
     torch::Tensor original = torch::cat({torch::arange(head, torch::kInt64), torch::arange(n - tail, n, torch::kInt64)});
     cache.SetPositions(0, original);
     cache.set_next_position(k);
+    cache.set_key_rotation(KeyRotation::kCompacted);
     return Finish(std::move(cache), std::move(stats));
   }
 
