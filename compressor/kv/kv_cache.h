@@ -13,6 +13,8 @@
 #define KVC_COMPRESSOR_KV_KV_CACHE_H_
 
 #include <cstdint>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/types.h>
@@ -66,6 +68,11 @@ class KvCache {
   int64_t next_position() const { return next_position_; }
   void set_next_position(int64_t p) { next_position_ = p; }
 
+  // Fingerprint of the model that computed the entries (see compressor/model/fingerprint.h); a cache is only
+  // valid with that model. Empty when unknown (e.g. a cache built by hand in a test).
+  const std::string& model_fingerprint() const { return model_fingerprint_; }
+  void set_model_fingerprint(std::string f) { model_fingerprint_ = std::move(f); }
+
   KeyRotation key_rotation() const { return key_rotation_; }
   void set_key_rotation(KeyRotation r) { key_rotation_ = r; }
   // [kv_heads, len] int64: the rotary position each key of `layer` currently carries.
@@ -87,6 +94,7 @@ class KvCache {
   int64_t next_position_ = 0;
   int64_t peak_length_ = 0;
   KeyRotation key_rotation_ = KeyRotation::kOriginal;
+  std::string model_fingerprint_;
 };
 
 }  // namespace kvc

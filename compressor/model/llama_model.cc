@@ -163,7 +163,9 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(const ModelC
 }
 
 KvCache LlamaModel::NewCache() const {
-  return KvCache(KvCacheShape{config_.num_layers, config_.num_kv_heads, config_.head_dim, dtype_, device_});
+  KvCache cache(KvCacheShape{config_.num_layers, config_.num_kv_heads, config_.head_dim, dtype_, device_});
+  cache.set_model_fingerprint(fingerprint_);
+  return cache;
 }
 
 torch::Tensor LlamaModel::RmsNorm(const torch::Tensor& x, const torch::Tensor& w) const {
