@@ -1,0 +1,52 @@
+// Composition of KV caches: several independently computed caches (e.g. one per document, each compressed
+// on its own) laid end to end so that one decode can attend to all of them, and deep copies of a cache.
+//
+// A composed cache is what a fresh prefill would hold only in its first layer: deeper layers of each part
+// never attended to the parts before it. Keys are re-rotated so that every entry carries the rotary position
+// of its place in the composition, which is what the attention of later tokens expects.
+//
+// Ownership: inputs are borrowed for the duration of the call and never modified; results own fresh storage.
+// Thread safety: the functions hold no state; several may read the same input caches concurrently as long
+// as nothing writes to those caches meanwhile.
+#ifndef KVC_COMPRESSOR_KV_COMPOSE_H_
+#define KVC_COMPRESSOR_KV_COMPOSE_H_
+
+#include <vector>
+
+#include <torch/types.h>
+
+#include "absl/status/statusor.h"
+#include "compressor/kv/kv_cache.h"
+#include "compressor/model/rope.h"
+
+namespace kvc {
+
+// Concatenates `caches` in order, layer by layer. In layer l, the entries of caches[i] follow those of
+// caches[0..i-1]; with base = the number of layer-l entries before them, each key k: [kv_heads, len,
+// head_dim] is re-rotated from its current rotary position (caches[i]->RotaryPositions(l)) to base + j for
+// its j-th entry, so the result's keys sit at their compacted index.
+//
+// The result: key_rotation() == kCompacted; next_position() == its longest layer (the total entry count, as
+// layers are equally long between forward passes), so decoding continues right after the last entry;
+// model_fingerprint() is the caches' common one; dtype and device are the caches'. Positions(l) keeps every
+// entry's ORIGINAL position within its own source, without any offset: positions of different parts overlap
+// (two documents both start at 0) and only say where an entry came from, not where it is rotated to.
+// Values are copied unchanged.
+//
+// A single cache composes to a deep copy re-rotated the same way (a kCompacted cache is then unchanged).
+// INVALID_ARGUMENT for an empty list or a null entry; FAILED_PRECONDITION naming the first index whose
+// shape (layers, kv heads, head_dim, dtype, device) or model fingerprint differs from caches[0];
+// RESOURCE_EXHAUSTED when memory runs out.
+absl::StatusOr<KvCache> ComposeCaches(const std::vector<const KvCache*>& caches, const Rope& rope);
+
+// A deep copy of `cache` in fresh storage (KvCache's own copy constructor shares tensors, so appending to
+// such a copy would write into the source's spare capacity), converted to `dtype` on `device`. Every
+// attribute is kept: positions, next_position, key_rotation, model_fingerprint. RESOURCE_EXHAUSTED when
+// memory runs out.
+absl::StatusOr<KvCache> CopyCache(const KvCache& cache, torch::ScalarType dtype, torch::Device device);
+// Same dtype and device as the source.
+absl::StatusOr<KvCache> CopyCache(const KvCache& cache);
+
+}  // namespace kvc
+
+#endif  // KVC_COMPRESSOR_KV_COMPOSE_H_
