@@ -19,19 +19,25 @@ if [[ "$FUZZ_SECONDS" != 0 ]]; then
   FUZZ_BUILD="$BUILD-fuzz"
   cmake -S "$ROOT" -B "$FUZZ_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVC_FUZZ=ON \
     -DKVC_BUILD_BENCH=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ > /dev/null
-  cmake --build "$FUZZ_BUILD" -j2 --target tokenizer_fuzz
-  mkdir -p "$FUZZ_BUILD/corpus/tokenizer" "$FUZZ_BUILD/artifacts"
-  printf 'Hello world 12345' > "$FUZZ_BUILD/corpus/tokenizer/seed-ascii"
-  printf '<|im_start|>user\nCaf\xc3\xa9 \xf0\x9f\x98\x80<|im_end|>' > "$FUZZ_BUILD/corpus/tokenizer/seed-special"
-  echo "fuzz: tokenizer_fuzz for ${FUZZ_SECONDS}s"
-  LOG="$FUZZ_BUILD/tokenizer_fuzz.log"
-  if ! "$FUZZ_BUILD/bin/tokenizer_fuzz" -max_total_time="$FUZZ_SECONDS" -max_len=4096 -print_final_stats=1 \
-      -artifact_prefix="$FUZZ_BUILD/artifacts/" "$FUZZ_BUILD/corpus/tokenizer" > "$LOG" 2>&1; then
-    tail -n 60 "$LOG"
-    echo "fuzz: tokenizer_fuzz FAILED (log: $LOG)"
-    exit 1
-  fi
-  grep -E "^Done " "$LOG"
+  cmake --build "$FUZZ_BUILD" -j2 --target tokenizer_fuzz kvc_reader_fuzz
+  # run_fuzz TARGET MAX_LEN: FUZZ_SECONDS of TARGET on its corpus directory; fails the run on a finding.
+  run_fuzz() {
+    local target="$1" max_len="$2" log="$FUZZ_BUILD/$1.log"
+    echo "fuzz: $target for ${FUZZ_SECONDS}s"
+    if ! "$FUZZ_BUILD/bin/$target" -max_total_time="$FUZZ_SECONDS" -max_len="$max_len" -print_final_stats=1 \
+        -artifact_prefix="$FUZZ_BUILD/artifacts/" "$FUZZ_BUILD/corpus/$target" > "$log" 2>&1; then
+      tail -n 60 "$log"
+      echo "fuzz: $target FAILED (log: $log)"
+      exit 1
+    fi
+    grep -E "^Done " "$log"
+  }
+  mkdir -p "$FUZZ_BUILD/corpus/tokenizer_fuzz" "$FUZZ_BUILD/corpus/kvc_reader_fuzz" "$FUZZ_BUILD/artifacts"
+  printf 'Hello world 12345' > "$FUZZ_BUILD/corpus/tokenizer_fuzz/seed-ascii"
+  printf '<|im_start|>user\nCaf\xc3\xa9 \xf0\x9f\x98\x80<|im_end|>' > "$FUZZ_BUILD/corpus/tokenizer_fuzz/seed-special"
+  cp "$ROOT"/tests/testdata/kvc/*.kvc "$FUZZ_BUILD/corpus/kvc_reader_fuzz/"
+  run_fuzz tokenizer_fuzz 4096
+  run_fuzz kvc_reader_fuzz 8192
 fi
 
 # Last, so that ctest's summary line closes the output.

@@ -16,7 +16,6 @@ namespace kvc {
 // (n_blocks * block_elems floats). UNIMPLEMENTED for types outside the supported list.
 absl::Status DequantizeBlocks(uint32_t type, const uint8_t* src, int64_t n_blocks, float* dst);
 
-float HalfToFloat(uint16_t h);
 
 }  // namespace kvc
 

@@ -4,6 +4,7 @@
 
 #include "compressor/model/gguf_file.h"
 #include "compressor/model/gguf_weights.h"
+#include "compressor/util/half.h"
 #include "gtest/gtest.h"
 #include "tests/support/testdata.h"
 
