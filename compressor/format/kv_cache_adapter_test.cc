@@ -4,19 +4,13 @@
 #include "compressor/methods/compression.h"
 #include "compressor/model/greedy.h"
 #include "gtest/gtest.h"
-#include "tests/support/testdata.h"
+#include "tests/support/tiny_llama_test.h"
 
 namespace kvc {
 namespace {
 
-class KvCacheAdapterTest : public ::testing::Test {
+class KvCacheAdapterTest : public kvc::testing::TinyLlamaTest {
  protected:
-  static void SetUpTestSuite() {
-    auto m = LlamaModel::Load(kvc::testing::TestData("tiny_llama"));
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = m->release();
-  }
-  static void TearDownTestSuite() { delete model_; }
 
   static CompressionResult Compress(const std::string& method, double ratio) {
     CompressionInput in;
@@ -43,10 +37,7 @@ class KvCacheAdapterTest : public ::testing::Test {
     return p;
   }
 
-  static LlamaModel* model_;
 };
-LlamaModel* KvCacheAdapterTest::model_ = nullptr;
-
 void ExpectSameCache(const KvCache& a, const KvCache& b, double tol) {
   ASSERT_EQ(a.num_layers(), b.num_layers());
   EXPECT_EQ(a.next_position(), b.next_position());

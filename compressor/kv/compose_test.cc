@@ -4,19 +4,13 @@
 
 #include "compressor/model/llama_model.h"
 #include "gtest/gtest.h"
-#include "tests/support/testdata.h"
+#include "tests/support/tiny_llama_test.h"
 
 namespace kvc {
 namespace {
 
-class ComposeTest : public ::testing::Test {
+class ComposeTest : public kvc::testing::TinyLlamaTest {
  protected:
-  static void SetUpTestSuite() {
-    auto m = LlamaModel::Load(kvc::testing::TestData("tiny_llama"));
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = m->release();
-  }
-  static void TearDownTestSuite() { delete model_; }
 
   static std::vector<int64_t> Tokens(int64_t n, int64_t salt) {
     std::vector<int64_t> t;
@@ -37,10 +31,7 @@ class ComposeTest : public ::testing::Test {
     return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
   }
 
-  static LlamaModel* model_;
 };
-
-LlamaModel* ComposeTest::model_ = nullptr;
 
 TEST_F(ComposeTest, TwoCachesAreReRotatedToConsecutivePositions) {
   const std::vector<int64_t> t1 = Tokens(10, 1), t2 = Tokens(7, 2);

@@ -4,19 +4,13 @@
 
 #include "compressor/methods/compression.h"
 #include "gtest/gtest.h"
-#include "tests/support/testdata.h"
+#include "tests/support/tiny_llama_test.h"
 
 namespace kvc {
 namespace {
 
-class MethodsTest : public ::testing::Test {
+class MethodsTest : public kvc::testing::TinyLlamaTest {
  protected:
-  static void SetUpTestSuite() {
-    auto m = LlamaModel::Load(kvc::testing::TestData("tiny_llama"));
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = m->release();
-  }
-  static void TearDownTestSuite() { delete model_; }
 
   CompressionInput Input(int64_t context_len, int64_t query_len, int64_t protected_prefix = 0) {
     CompressionInput in;
@@ -33,10 +27,7 @@ class MethodsTest : public ::testing::Test {
     return (*method)->Compress(in);
   }
 
-  static LlamaModel* model_;
 };
-
-LlamaModel* MethodsTest::model_ = nullptr;
 
 CompressionSpec Spec(const std::string& method, double ratio, std::map<std::string, std::string> options = {}) {
   CompressionSpec s;
