@@ -19,6 +19,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "compressor/format/kv_cache_adapter.h"
+#include "compressor/kv/compose.h"
 #include "compressor/methods/compression.h"
 #include "compressor/model/default_model.h"
 #include "compressor/model/greedy.h"
@@ -38,7 +40,7 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
 int main(int argc, char** argv) {
   CLI::App app{"Quality of kvc's compression methods on a dev.jsonl file (DESIGN §11)"};
   std::string data, model_path, methods_arg = "none,finch,snapkv", ratios_arg = "2,4,8,16,32";
-  std::string long_methods_arg = "finch,truncate";
+  std::string long_methods_arg = "finch,truncate", cache_dtypes_arg = "memory";
   std::vector<std::string> option_args;
   int max_records = 0, threads = 0, max_new_tokens = 16;
   bool tokenize_only = false;
@@ -52,6 +54,9 @@ int main(int argc, char** argv) {
                  "records with longer contexts run only with --long-methods (the model's window is 8K)");
   app.add_option("--long-methods", long_methods_arg, "methods that run on long records");
   app.add_option("--option", option_args, "METHOD.NAME=VALUE, e.g. finch.chunk_tokens=2048");
+  app.add_option("--cache-dtypes", cache_dtypes_arg,
+                 "comma-separated: memory (decode from the cache as computed) and/or f32,bf16,f16,int8 (decode from "
+                 "the cache after a round trip through .kvc bytes of that dtype; engine becomes \"kvc DTYPE\")");
   app.add_option("--threads", threads, "intra-op threads");
   app.add_option("--max-new-tokens", max_new_tokens, "generation budget");
   app.add_flag("--tokenize-only", tokenize_only,
@@ -71,6 +76,14 @@ int main(int argc, char** argv) {
   kvc::ChatFormat format = kvc::DetectChatFormat((*tok)->chat_template());
   std::vector<std::string> methods = absl::StrSplit(methods_arg, ',', absl::SkipEmpty());
   std::vector<std::string> long_methods = absl::StrSplit(long_methods_arg, ',', absl::SkipEmpty());
+  std::vector<std::string> cache_dtypes = absl::StrSplit(cache_dtypes_arg, ',', absl::SkipEmpty());
+  for (const std::string& d : cache_dtypes) {
+    if (d == "memory") continue;
+    if (auto parsed = kvc::ParseKvcDtype(d, "--cache-dtypes"); !parsed.ok()) {
+      std::cerr << "kvc-eval: " << parsed.status() << "\n";
+      return 2;
+    }
+  }
   std::vector<double> ratios;
   for (absl::string_view r : absl::StrSplit(ratios_arg, ',', absl::SkipEmpty())) ratios.push_back(std::stod(std::string(r)));
   std::map<std::string, std::map<std::string, std::string>> options;
@@ -138,26 +151,50 @@ int main(int argc, char** argv) {
           continue;
         }
         double compress_s = Seconds(t0);
-        t0 = std::chrono::steady_clock::now();
-        kvc::GreedyOptions go;
-        go.max_new_tokens = max_new_tokens;
-        go.stop_token_ids = stop;
-        auto generated = kvc::GenerateGreedy(**model, input.suffix, compressed->cache, go);
-        double decode_s = Seconds(t0);
-        std::string text;
-        if (generated.ok()) {
-          std::vector<int32_t> ids(generated->begin(), generated->end());
-          kvc::DecodeOptions dopt;
-          dopt.skip_special = true;
-          text = (*tok)->Decode(ids, dopt).value_or("");
+        for (const std::string& cache_dtype : cache_dtypes) {
+          nlohmann::json row = out;
+          kvc::KvCache cache = compressed->cache;  // shares storage: only used when decoding in memory, once
+          if (cache_dtype != "memory") {
+            kvc::KvcProvenance prov;
+            prov.model_name = (*model)->config().name;
+            prov.tokens_in = static_cast<uint64_t>(n);
+            auto bytes = kvc::EncodeKvCache(compressed->cache, prov, {*kvc::ParseKvcDtype(cache_dtype), kvc::KvcCodec::kNone});
+            absl::StatusOr<kvc::DecodedKvCache> decoded =
+                bytes.ok() ? kvc::DecodeKvCache(*bytes, {.dtype = (*model)->dtype()}) : bytes.status();
+            if (!decoded.ok()) {
+              row["error"] = decoded.status().ToString();
+              std::cout << row.dump() << std::endl;
+              continue;
+            }
+            cache = std::move(decoded->cache);
+            row["engine"] = "kvc " + cache_dtype;
+            row["cache_bytes"] = bytes->size();
+          } else if (cache_dtypes.size() > 1) {
+            auto copy = kvc::CopyCache(compressed->cache);
+            if (!copy.ok()) return 3;
+            cache = std::move(*copy);
+          }
+          t0 = std::chrono::steady_clock::now();
+          kvc::GreedyOptions go;
+          go.max_new_tokens = max_new_tokens;
+          go.stop_token_ids = stop;
+          auto generated = kvc::GenerateGreedy(**model, input.suffix, cache, go);
+          double decode_s = Seconds(t0);
+          std::string text;
+          if (generated.ok()) {
+            std::vector<int32_t> ids(generated->begin(), generated->end());
+            kvc::DecodeOptions dopt;
+            dopt.skip_special = true;
+            text = (*tok)->Decode(ids, dopt).value_or("");
+          }
+          bool correct = false;
+          for (const auto& a : rec["answers"]) {
+            correct |= absl::StrContains(absl::AsciiStrToLower(text), absl::AsciiStrToLower(a.get<std::string>()));
+          }
+          row.update({{"kept", compressed->stats.tokens_out}, {"peak_cache", compressed->stats.peak_cache_entries},
+                      {"compress_s", compress_s}, {"decode_s", decode_s}, {"output", text}, {"correct", correct}});
+          std::cout << row.dump() << std::endl;
         }
-        bool correct = false;
-        for (const auto& a : rec["answers"]) {
-          correct |= absl::StrContains(absl::AsciiStrToLower(text), absl::AsciiStrToLower(a.get<std::string>()));
-        }
-        out.update({{"kept", compressed->stats.tokens_out}, {"peak_cache", compressed->stats.peak_cache_entries},
-                    {"compress_s", compress_s}, {"decode_s", decode_s}, {"output", text}, {"correct", correct}});
-        std::cout << out.dump() << std::endl;
       }
     }
   }

@@ -77,6 +77,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--jsonl", default=None, help="raw JSON lines (default: --out with the suffix .jsonl)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--cache-dtypes", default="memory",
+                   help="kvc-eval --cache-dtypes for the short records: memory and/or f32,bf16,f16,int8 (rows 'kvc DTYPE')")
     p.add_argument("--option", action="append", default=[], help="kvc-eval --option METHOD.NAME=VALUE (repeatable)")
     p.add_argument("--model", default=None, help="model for both engines (default: the packaged SmolLM2 GGUF)")
     p.add_argument("--kvc-eval", default=default_kvc_eval())
@@ -365,7 +367,7 @@ def main(argv: list[str]) -> int:
 
         if short_i and a.methods:
             runner.run("kvc short", [a.kvc_eval, "--data", str(d / "short.jsonl"), "--methods", ",".join(a.methods),
-                                     "--ratios", ratios] + mct + kvc_common, "short")
+                                     "--ratios", ratios, "--cache-dtypes", a.cache_dtypes] + mct + kvc_common, "short")
         if long_i and a.long_methods:
             lm = ",".join(a.long_methods)
             runner.run("kvc long", [a.kvc_eval, "--data", str(d / "long.jsonl"), "--methods", lm, "--long-methods",
