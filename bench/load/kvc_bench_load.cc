@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
   auto file_store = kvc::OpenCacheStore("file://" + dir + "/store", {});
   if (!file_store.ok()) return fail(file_store.status());
   if (auto s = (*file_store)->Put(id, f32_bytes); !s.ok()) return fail(s);
-  auto redis = kvc::testing::RedisServerForTest::Start(dir + "/redis");
+  auto redis = kvc::store_testing::RedisServerForTest::Start(dir + "/redis");
   if (!redis.ok()) return fail(redis.status());
   auto redis_store = kvc::OpenCacheStore((*redis)->Uri(), {});
   if (!redis_store.ok()) return fail(redis_store.status());
