@@ -1,8 +1,9 @@
 // Load path throughput, side by side in one run:
 //   memcpy        a plain copy of the .kvc bytes (the yardstick)
-//   file get      FileStore Get (read from the page cache)
-//   file get+open Get, then KvcReader::Open with every checksum verified (zero-copy views)
-//   file get+decode  Get, then DecodeKvCache into float32 KvCache tensors
+//   file get      FileStore Get (read from the page cache into a string)
+//   file map+open GetValue (a read-only map of the file), then KvcReader::Open with every checksum verified:
+//                 the reader's views point into the map, so this is the whole load path of a server
+//   file map+decode  GetValue, then DecodeKvCache into float32 KvCache tensors (one copy into torch)
 //   redis get     RedisStore Get on loopback (a redis-server started for the run)
 // and the bytes per kept token of each dtype and codec, on a real compressed SmolLM2 cache.
 //
@@ -152,16 +153,17 @@ int main(int argc, char** argv) {
     });
     time(1, [&] { return (*file_store)->Get(id).ok(); });
     time(2, [&] {
-      auto b = (*file_store)->Get(id);
-      return b.ok() && kvc::KvcReader::Open(*b).ok();
+      auto v = (*file_store)->GetValue(id);
+      return v.ok() && kvc::KvcReader::Open((*v)->bytes()).ok();
     });
     time(3, [&] {
-      auto b = (*file_store)->Get(id);
-      return b.ok() && kvc::DecodeKvCache(*b).ok();
+      auto v = (*file_store)->GetValue(id);
+      return v.ok() && kvc::DecodeKvCache((*v)->bytes()).ok();
     });
     time(4, [&] { return (*redis_store)->Get(id).ok(); });
   }
-  const char* names[] = {"memcpy", "file get", "file get + open (checksums verified)", "file get + decode to tensors",
+  const char* names[] = {"memcpy", "file get (read into a string)", "file map + open (checksums verified, zero-copy)",
+                         "file map + decode to float32 tensors",
                          "redis get (loopback)"};
   const double base = Median(t[0]);
   report += absl::StrFormat("\nLoad of the f32 file (%.1f MB), median of %d interleaved runs:\n\n", mb, repeats);

@@ -10,6 +10,25 @@
 
 namespace kvc {
 
+namespace {
+
+class OwnedValue : public CacheValue {
+ public:
+  explicit OwnedValue(std::string bytes) : bytes_(std::move(bytes)) {}
+  absl::string_view bytes() const override { return bytes_; }
+
+ private:
+  std::string bytes_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CacheValue>> CacheStore::GetValue(const std::string& id) {
+  absl::StatusOr<std::string> bytes = Get(id);
+  if (!bytes.ok()) return bytes.status();
+  return std::make_unique<OwnedValue>(std::move(*bytes));
+}
+
 absl::Status ValidateCacheId(absl::string_view id) {
   bool ok = id.size() == 64;
   for (char c : id) {

@@ -56,6 +56,14 @@ struct StoreOptions {
   absl::Duration io_timeout = absl::Seconds(10);
 };
 
+// A stored value held for reading. bytes() stays valid and unchanged for the object's lifetime, even if
+// the entry is overwritten, evicted or deleted meanwhile. Thread safety: immutable.
+class CacheValue {
+ public:
+  virtual ~CacheValue() = default;
+  virtual absl::string_view bytes() const = 0;
+};
+
 class CacheStore {
  public:
   // List page sizes: 0 asks for the default, larger requests are cut to the maximum.
@@ -70,6 +78,10 @@ class CacheStore {
 
   // The whole value. NOT_FOUND if absent. Counts as an access for LRU and last_access.
   virtual absl::StatusOr<std::string> Get(const std::string& id) = 0;
+
+  // Like Get, but a backend may hand out the value without copying it (the file store maps the file
+  // read-only). The default wraps Get's string.
+  virtual absl::StatusOr<std::unique_ptr<CacheValue>> GetValue(const std::string& id);
 
   // Size and times without reading the value; not an access. NOT_FOUND if absent.
   virtual absl::StatusOr<CacheEntryInfo> Stat(const std::string& id) = 0;

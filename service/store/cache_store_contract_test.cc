@@ -155,6 +155,24 @@ TEST_P(CacheStoreContractTest, MissingIsNotFoundAndNamesTheId) {
   EXPECT_EQ(store_->Delete(id).code(), absl::StatusCode::kNotFound);
 }
 
+TEST_P(CacheStoreContractTest, GetValueEqualsGetAndOutlivesOverwriteAndDelete) {
+  const std::string id = Id("c4", 4);
+  const std::string first = Bytes(2 * kRedisPartBytes + 5, 5);
+  ASSERT_OK(store_->Put(id, first));
+  auto value = store_->GetValue(id);
+  ASSERT_TRUE(value.ok()) << value.status();
+  EXPECT_TRUE((*value)->bytes() == first);
+  ASSERT_OK(store_->Put(id, Bytes(7, 6)));
+  ASSERT_OK(store_->Delete(id));
+  EXPECT_TRUE((*value)->bytes() == first);  // the value read earlier is unaffected
+  EXPECT_EQ(store_->GetValue(id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetValue("../x").status().code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_OK(store_->Put(id, ""));
+  auto empty = store_->GetValue(id);
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_TRUE((*empty)->bytes().empty());
+}
+
 TEST_P(CacheStoreContractTest, OverwriteReplacesTheWholeValue) {
   const std::string id = Id("c3", 3);
   const std::string big = Bytes(3 * kRedisPartBytes + 17, 3);

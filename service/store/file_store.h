@@ -51,6 +51,8 @@ class FileStore final : public CacheStore {
 
   absl::Status Put(const std::string& id, absl::string_view bytes) override;
   absl::StatusOr<std::string> Get(const std::string& id) override;
+  // A read-only map of the entry's file: no copy. The mapping pins the version it opened.
+  absl::StatusOr<std::unique_ptr<CacheValue>> GetValue(const std::string& id) override;
   absl::StatusOr<CacheEntryInfo> Stat(const std::string& id) override;
   absl::Status Delete(const std::string& id) override;
   absl::StatusOr<ListPage> List(const std::string& prefix, int page_size,
@@ -61,6 +63,9 @@ class FileStore final : public CacheStore {
   int64_t used_bytes();
 
  private:
+  // Validates the id, opens its file under the index lock (pinning that version) and records the access;
+  // the caller owns the descriptor.
+  absl::StatusOr<int> OpenForRead(const std::string& id);
   struct Entry {
     int64_t size_bytes = 0;
     absl::Time created;
