@@ -22,15 +22,6 @@ absl::string_view TensorBytes(const torch::Tensor& t) {
   return absl::string_view(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
 }
 
-const char* RopeTypeName(RopeScalingType t) {
-  switch (t) {
-    case RopeScalingType::kNone: return "default";
-    case RopeScalingType::kLinear: return "linear";
-    case RopeScalingType::kLlama3: return "llama3";
-    case RopeScalingType::kYarn: return "yarn";
-  }
-  return "default";
-}
 
 // One layer's tensors converted for storage; they own the memory the KvcLayerData views point into.
 struct EncodedLayer {

@@ -22,15 +22,6 @@ absl::Status UnsupportedArchitecture(const std::string& arch) {
       "unsupported model architecture '", arch, "' (kvc runs llama, mistral and qwen2 models)"));
 }
 
-const char* RopeTypeName(RopeScalingType t) {
-  switch (t) {
-    case RopeScalingType::kNone: return "default";
-    case RopeScalingType::kLinear: return "linear";
-    case RopeScalingType::kLlama3: return "llama3";
-    case RopeScalingType::kYarn: return "yarn";
-  }
-  return "?";
-}
 
 absl::StatusOr<RopeScalingType> ParseRopeType(const std::string& s) {
   if (s.empty() || s == "default" || s == "none") return RopeScalingType::kNone;
@@ -230,6 +221,16 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& gguf) {
   }
   KVC_RETURN_IF_ERROR(c.Validate());
   return c;
+}
+
+const char* RopeTypeName(RopeScalingType t) {
+  switch (t) {
+    case RopeScalingType::kNone: return "default";
+    case RopeScalingType::kLinear: return "linear";
+    case RopeScalingType::kLlama3: return "llama3";
+    case RopeScalingType::kYarn: return "yarn";
+  }
+  return "?";
 }
 
 }  // namespace kvc

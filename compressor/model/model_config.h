@@ -33,6 +33,9 @@ struct RopeScaling {
   bool truncate = true;
 };
 
+// Hugging Face's name of a scaling type: "default", "linear", "llama3" or "yarn".
+const char* RopeTypeName(RopeScalingType type);
+
 struct ModelConfig {
   std::string architecture;  // "llama", "mistral" or "qwen2"
   std::string name;          // human-readable, for logs and caches

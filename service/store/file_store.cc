@@ -446,19 +446,10 @@ absl::StatusOr<ListPage> FileStore::List(const std::string& prefix, int page_siz
                                          const std::string& page_token) {
   KVC_ASSIGN_OR_RETURN(store_internal::ListRequest request,
                        store_internal::ParseListRequest(prefix, page_size, page_token));
-  ListPage page;
   absl::MutexLock lock(&mu_);
-  auto it = request.after.empty() || request.after < request.prefix ? entries_.lower_bound(request.prefix)
-                                                                    : entries_.upper_bound(request.after);
-  for (; it != entries_.end() && store_internal::ListMatches(request, it->first); ++it) {
-    if (static_cast<int>(page.entries.size()) == request.page_size) {
-      page.next_page_token = page.entries.back().id;
-      break;
-    }
-    page.entries.push_back(
-        CacheEntryInfo{it->first, it->second.size_bytes, it->second.created, it->second.last_access});
-  }
-  return page;
+  return store_internal::PageOf(request, entries_, [](auto it) {
+    return CacheEntryInfo{it->first, it->second.size_bytes, it->second.created, it->second.last_access};
+  });
 }
 
 int64_t FileStore::used_bytes() {

@@ -7,6 +7,8 @@
 
 #include <string>
 
+#include "service/store/cache_store.h"
+
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
@@ -24,6 +26,24 @@ absl::StatusOr<ListRequest> ParseListRequest(const std::string& prefix, int page
 
 // True if `id` belongs on a page of `request` (ignoring the page size).
 bool ListMatches(const ListRequest& request, absl::string_view id);
+
+// One page of `request` from `entries`, a std::map keyed by id (so already in id order); `info(it)` turns
+// an entry into its CacheEntryInfo. The caller holds whatever lock guards `entries`.
+template <typename Map, typename ToInfo>
+ListPage PageOf(const ListRequest& request, const Map& entries, ToInfo info) {
+  ListPage page;
+  // Ids sort as strings, so the matching range starts at the larger of the prefix and the token.
+  auto it = request.after.empty() || request.after < request.prefix ? entries.lower_bound(request.prefix)
+                                                                    : entries.upper_bound(request.after);
+  for (; it != entries.end() && ListMatches(request, it->first); ++it) {
+    if (static_cast<int>(page.entries.size()) == request.page_size) {
+      page.next_page_token = page.entries.back().id;
+      break;
+    }
+    page.entries.push_back(info(it));
+  }
+  return page;
+}
 
 }  // namespace kvc::store_internal
 

@@ -61,20 +61,10 @@ absl::StatusOr<ListPage> MemoryStore::List(const std::string& prefix, int page_s
                                            const std::string& page_token) {
   KVC_ASSIGN_OR_RETURN(store_internal::ListRequest request,
                        store_internal::ParseListRequest(prefix, page_size, page_token));
-  ListPage page;
   absl::MutexLock lock(&mu_);
-  // Ids sort as strings, so the matching range starts at the larger of the prefix and the token.
-  auto it = request.after.empty() || request.after < request.prefix ? entries_.lower_bound(request.prefix)
-                                                                    : entries_.upper_bound(request.after);
-  for (; it != entries_.end() && store_internal::ListMatches(request, it->first); ++it) {
-    if (static_cast<int>(page.entries.size()) == request.page_size) {
-      page.next_page_token = page.entries.back().id;
-      break;
-    }
-    page.entries.push_back(CacheEntryInfo{it->first, static_cast<int64_t>(it->second.bytes->size()),
-                                          it->second.created, it->second.last_access});
-  }
-  return page;
+  return store_internal::PageOf(request, entries_, [](auto it) {
+    return CacheEntryInfo{it->first, static_cast<int64_t>(it->second.bytes->size()), it->second.created, it->second.last_access};
+  });
 }
 
 }  // namespace kvc
