@@ -84,7 +84,7 @@ class CacheRoundTripTest : public ::testing::Test {
 
   static std::vector<std::unique_ptr<CacheStore>> Stores() {
     std::vector<std::unique_ptr<CacheStore>> out;
-    for (const std::string uri : {std::string("memory://"), "file://" + *dir_ + "/files", redis_->Uri()}) {
+    for (const std::string& uri : {std::string("memory://"), "file://" + *dir_ + "/files", redis_->Uri()}) {
       auto s = OpenCacheStore(uri, StoreOptions{});
       EXPECT_TRUE(s.ok()) << uri << ": " << s.status();
       if (s.ok()) out.push_back(std::move(*s));
