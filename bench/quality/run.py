@@ -79,6 +79,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--cache-dtypes", default="memory",
                    help="kvc-eval --cache-dtypes for the short records: memory and/or f32,bf16,f16,int8 (rows 'kvc DTYPE')")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows already in --jsonl and run only the records a stage has not finished "
+                        "(a record counts as finished when every method x ratio row of that stage is there)")
     p.add_argument("--option", action="append", default=[], help="kvc-eval --option METHOD.NAME=VALUE (repeatable)")
     p.add_argument("--model", default=None, help="model for both engines (default: the packaged SmolLM2 GGUF)")
     p.add_argument("--kvc-eval", default=default_kvc_eval())
@@ -135,6 +138,12 @@ class Runner:
             self.failures.append(f"{stage} exited with {rc}")
             log(f"{stage}: exited with {rc}")
         return got
+
+    def keep(self, rec: dict, part: str) -> None:
+        """Carries a row of an earlier run (--resume) into this one."""
+        self.sink.write(json.dumps({k: v for k, v in rec.items() if k != "_part"}) + "\n")
+        self.sink.flush()
+        self.results.append(dict(rec, _part=part))
 
     def close(self) -> None:
         self.sink.close()
@@ -345,6 +354,11 @@ def main(argv: list[str]) -> int:
     kvc_common = common + [x for o in a.option for x in ("--option", o)]
     ratios = ",".join(f"{r:g}" for r in a.ratios)
 
+    previous: list[dict] = []
+    if a.resume and pathlib.Path(a.jsonl).exists():
+        with open(a.jsonl, encoding="utf-8") as f:
+            previous = [r for r in (json.loads(x) for x in f if x.strip()) if "error" not in r]
+        log(f"resume: {len(previous)} rows from {a.jsonl}")
     runner = Runner(pathlib.Path(a.jsonl))
     ids: list[dict] = []
     short_i: list[int] = []
@@ -360,21 +374,44 @@ def main(argv: list[str]) -> int:
         short_i = [i for i, r in enumerate(ids) if len(r["context_ids"]) <= a.max_context_tokens]
         long_i = [i for i, r in enumerate(ids) if len(r["context_ids"]) > a.max_context_tokens]
         log(f"{len(short_i)} short and {len(long_i)} long records")
-        write_jsonl(d / "short.jsonl", [lines[i] for i in short_i])
-        write_jsonl(d / "long.jsonl", [lines[i] for i in long_i])
-        write_jsonl(d / "short_ids.jsonl", [json.dumps(ids[i]) for i in short_i])
         mct = ["--max-context-tokens", str(a.max_context_tokens)]
+        rec_id = [json.loads(x)["id"] for x in lines]
+        kvc_engines = ["kvc" if dt_ == "memory" else f"kvc {dt_}" for dt_ in csv(a.cache_dtypes)]
+        stages = {  # stage -> (part, record indices, engine test, expected (engine, method, ratio) rows)
+            "kvc short": ("short", short_i, lambda e: e.startswith("kvc"),
+                          {(e, m, 1.0 if m == "none" else r) for e in kvc_engines for m in a.methods for r in a.ratios}),
+            "kvc long": ("long", long_i, lambda e: e.startswith("kvc"),
+                         {("kvc", m, float(a.long_ratio)) for m in a.long_methods}),
+            "kvpress short": ("short", short_i, lambda e: e == "kvpress",
+                              {("kvpress", p, r) for p in a.kvpress for r in a.ratios}),
+        }
+        todo: dict[str, list[int]] = {}
+        for stage, (part, idx, engine_ok, expected) in stages.items():
+            todo[stage] = []
+            for i in idx:
+                rows = [r for r in previous if r["id"] == rec_id[i] and engine_ok(r["engine"])
+                        and (part == "short") == (r["context_tokens"] <= a.max_context_tokens)]
+                if expected and expected <= {(r["engine"], r["method"], float(r["ratio"])) for r in rows}:
+                    for r in rows:
+                        runner.keep(r, part)
+                else:
+                    todo[stage].append(i)
+            if a.resume:
+                log(f"resume: {stage}: {len(idx) - len(todo[stage])} records done, {len(todo[stage])} to run")
+        write_jsonl(d / "short_todo.jsonl", [lines[i] for i in todo["kvc short"]])
+        write_jsonl(d / "long_todo.jsonl", [lines[i] for i in todo["kvc long"]])
+        write_jsonl(d / "short_ids_todo.jsonl", [json.dumps(ids[i]) for i in todo["kvpress short"]])
 
-        if short_i and a.methods:
-            runner.run("kvc short", [a.kvc_eval, "--data", str(d / "short.jsonl"), "--methods", ",".join(a.methods),
+        if todo["kvc short"] and a.methods:
+            runner.run("kvc short", [a.kvc_eval, "--data", str(d / "short_todo.jsonl"), "--methods", ",".join(a.methods),
                                      "--ratios", ratios, "--cache-dtypes", a.cache_dtypes] + mct + kvc_common, "short")
-        if long_i and a.long_methods:
+        if todo["kvc long"] and a.long_methods:
             lm = ",".join(a.long_methods)
-            runner.run("kvc long", [a.kvc_eval, "--data", str(d / "long.jsonl"), "--methods", lm, "--long-methods",
+            runner.run("kvc long", [a.kvc_eval, "--data", str(d / "long_todo.jsonl"), "--methods", lm, "--long-methods",
                                     lm, "--ratios", f"{a.long_ratio:g}"] + mct + kvc_common, "long")
-        if short_i and a.kvpress:
+        if todo["kvpress short"] and a.kvpress:
             runner.run("kvpress short", [a.python, str(ROOT / "bench" / "quality" / "kvpress_eval.py"), "--ids",
-                                         str(d / "short_ids.jsonl"), "--presses", ",".join(a.kvpress),
+                                         str(d / "short_ids_todo.jsonl"), "--presses", ",".join(a.kvpress),
                                          "--ratios", ratios] + common, "short")
     except KeyboardInterrupt:
         runner.failures.append("interrupted")
