@@ -12,7 +12,7 @@ APT_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev libhiredis-dev redis-server libzstd-dev libxxhash-dev nlohmann-json3-dev
   libcli11-dev libspdlog-dev libpcre2-dev libutf8proc-dev libsentencepiece-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libssl-dev clang libclang-rt-14-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libssl-dev openssl clang libclang-rt-14-dev
 )
 
 missing=()
