@@ -93,7 +93,10 @@ absl::StatusOr<std::string> EncodeKvCache(const KvCache& cache, const KvcProvena
     h.tokens_in = prov.tokens_in;
     h.next_position = cache.next_position();
     h.fingerprint = cache.model_fingerprint();
-    h.metadata = {{"model", prov.model_name}, {"rope", prov.rope}, {"spec", prov.spec}};
+    h.metadata = {{"model", prov.model_name},
+                  {"prefix_tokens", prov.prefix_tokens},
+                  {"rope", prov.rope},
+                  {"spec", prov.spec}};
     std::vector<EncodedLayer> encoded;
     std::vector<torch::Tensor> positions;
     for (int64_t l = 0; l < shape.num_layers; ++l) {

@@ -35,6 +35,7 @@ struct KvcProvenance {
   nlohmann::json rope = nlohmann::json::object();  // RopeMetadata(config)
   nlohmann::json spec = nlohmann::json::object();  // the compression spec, canonical
   uint64_t tokens_in = 0;                          // context tokens before compression
+  uint64_t prefix_tokens = 0;                      // leading entries that are the protected prefix
 };
 
 // The rope settings a reader needs to re-rotate keys, as JSON ({"type", "theta", "factor", ...}).

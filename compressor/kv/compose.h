@@ -39,6 +39,17 @@ namespace kvc {
 // RESOURCE_EXHAUSTED when memory runs out.
 absl::StatusOr<KvCache> ComposeCaches(const std::vector<const KvCache*>& caches, const Rope& rope);
 
+// One input of a composition: every entry of `cache` from index `skip_leading` on, in each layer.
+struct ComposePart {
+  const KvCache* cache = nullptr;
+  int64_t skip_leading = 0;  // e.g. the protected prefix that an earlier part already holds
+};
+
+// As above, with leading entries of some parts left out. Each kept key is re-rotated from the rotary
+// position it carries in its source to its index in the result, as above. INVALID_ARGUMENT also for
+// skip_leading < 0 or past a layer's length.
+absl::StatusOr<KvCache> ComposeCaches(const std::vector<ComposePart>& parts, const Rope& rope);
+
 // A deep copy of `cache` in fresh storage (KvCache's own copy constructor shares tensors, so appending to
 // such a copy would write into the source's spare capacity), converted to `dtype` on `device`. Every
 // attribute is kept: positions, next_position, key_rotation, model_fingerprint. RESOURCE_EXHAUSTED when

@@ -40,6 +40,12 @@ struct CompressionInput {
   std::vector<int64_t> suffix;     // the query (and generation prompt); may be empty for query-agnostic methods
   // Polled between chunks; returning false cancels with CANCELLED.
   std::function<bool()> keep_going;
+  // The context's KV when it was already computed (e.g. composed from precomputed full caches): one
+  // uncompressed entry per context token in every layer, with rotary positions 0..C-1. Methods select from
+  // it instead of prefilling the context, and `context` may then be empty: C = prefilled->length().
+  // Query-aware methods still run the suffix on top of it (on a copy) to score it; Finch treats it as one
+  // chunk. Borrowed for the call and never modified.
+  const KvCache* prefilled = nullptr;
 };
 
 struct CompressionStats {
