@@ -38,28 +38,30 @@ absl::Status CheckCompatible(const KvCache& first, const KvCache& other, size_t 
   return absl::OkStatus();
 }
 
-absl::StatusOr<KvCache> ComposeImpl(const std::vector<const KvCache*>& caches, const Rope& rope) {
+absl::StatusOr<KvCache> ComposeImpl(const std::vector<ComposePart>& parts, const Rope& rope) {
   c10::InferenceMode guard;
-  const KvCache& first = *caches[0];
+  const KvCache& first = *parts[0].cache;
   const KvCacheShape& shape = first.shape();
   KvCache out(shape);
   int64_t longest = 0;
   for (int64_t l = 0; l < shape.num_layers; ++l) {
     std::vector<torch::Tensor> keys, values, positions;
     int64_t base = 0;
-    for (const KvCache* c : caches) {
-      const int64_t len = c->length(l);
+    for (const ComposePart& part : parts) {
+      const KvCache* c = part.cache;
+      const int64_t skip = part.skip_leading;
+      const int64_t len = c->length(l) - skip;
       if (len == 0) continue;
-      torch::Tensor from = c->RotaryPositions(l);  // [kv_heads, len]
+      torch::Tensor from = c->RotaryPositions(l).narrow(1, skip, len);  // [kv_heads, len]
       torch::Tensor to =
           torch::arange(base, base + len, torch::TensorOptions().dtype(torch::kInt64).device(shape.device));
-      torch::Tensor k = c->Keys(l);
-      // A part already rotated to exactly these positions (the first kCompacted part) is copied as is, so
-      // that composing one compacted cache is bit-exact.
-      bool in_place = c->key_rotation() == KeyRotation::kCompacted && base == 0;
+      torch::Tensor k = c->Keys(l).narrow(1, skip, len);
+      // Keys already rotated to exactly these positions (a kCompacted part whose kept entries keep their
+      // index, e.g. the first one) are copied as is, so that composing one compacted cache is bit-exact.
+      bool in_place = c->key_rotation() == KeyRotation::kCompacted && base == skip;
       keys.push_back(in_place ? k : RerotateKeys(k, from, to, rope));
-      values.push_back(c->Values(l));
-      positions.push_back(c->Positions(l));
+      values.push_back(c->Values(l).narrow(1, skip, len));
+      positions.push_back(c->Positions(l).narrow(1, skip, len));
       base += len;
     }
     if (!keys.empty()) out.Reset(l, torch::cat(keys, 1), torch::cat(values, 1), torch::cat(positions, 1));
@@ -74,13 +76,32 @@ absl::StatusOr<KvCache> ComposeImpl(const std::vector<const KvCache*>& caches, c
 }  // namespace
 
 absl::StatusOr<KvCache> ComposeCaches(const std::vector<const KvCache*>& caches, const Rope& rope) {
-  if (caches.empty()) return absl::InvalidArgumentError("ComposeCaches: no caches to compose");
-  for (size_t i = 0; i < caches.size(); ++i) {
-    if (caches[i] == nullptr) return absl::InvalidArgumentError(absl::StrCat("ComposeCaches: caches[", i, "] is null"));
-    absl::Status s = CheckCompatible(*caches[0], *caches[i], i);
+  std::vector<ComposePart> parts;
+  parts.reserve(caches.size());
+  for (const KvCache* c : caches) parts.push_back(ComposePart{c, 0});
+  return ComposeCaches(parts, rope);
+}
+
+absl::StatusOr<KvCache> ComposeCaches(const std::vector<ComposePart>& parts, const Rope& rope) {
+  if (parts.empty()) return absl::InvalidArgumentError("ComposeCaches: no caches to compose");
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const KvCache* c = parts[i].cache;
+    if (c == nullptr) return absl::InvalidArgumentError(absl::StrCat("ComposeCaches: caches[", i, "] is null"));
+    absl::Status s = CheckCompatible(*parts[0].cache, *c, i);
     if (!s.ok()) return s;
+    const int64_t skip = parts[i].skip_leading;
+    if (skip < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("ComposeCaches: caches[", i, "]: skip_leading ", skip,
+                                                     " is negative"));
+    }
+    for (int64_t l = 0; l < c->num_layers(); ++l) {
+      if (skip > c->length(l)) {
+        return absl::InvalidArgumentError(absl::StrCat("ComposeCaches: caches[", i, "]: skip_leading ", skip,
+                                                       " is past the ", c->length(l), " entries of layer ", l));
+      }
+    }
   }
-  return CatchTorch([&] { return ComposeImpl(caches, rope); });
+  return CatchTorch([&] { return ComposeImpl(parts, rope); });
 }
 
 absl::StatusOr<KvCache> CopyCache(const KvCache& cache, torch::ScalarType dtype, torch::Device device) {

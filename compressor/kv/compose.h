@@ -11,6 +11,7 @@
 #ifndef KVC_COMPRESSOR_KV_COMPOSE_H_
 #define KVC_COMPRESSOR_KV_COMPOSE_H_
 
+#include <initializer_list>
 #include <vector>
 
 #include <torch/types.h>
@@ -49,6 +50,12 @@ struct ComposePart {
 // position it carries in its source to its index in the result, as above. INVALID_ARGUMENT also for
 // skip_leading < 0 or past a layer's length.
 absl::StatusOr<KvCache> ComposeCaches(const std::vector<ComposePart>& parts, const Rope& rope);
+
+// For braced lists of caches, ComposeCaches({&a, &b}, rope): without it such a call would be ambiguous,
+// since a std::vector<ComposePart> can also be built from two pointers (as an iterator range).
+inline absl::StatusOr<KvCache> ComposeCaches(std::initializer_list<const KvCache*> caches, const Rope& rope) {
+  return ComposeCaches(std::vector<const KvCache*>(caches), rope);
+}
 
 // A deep copy of `cache` in fresh storage (KvCache's own copy constructor shares tensors, so appending to
 // such a copy would write into the source's spare capacity), converted to `dtype` on `device`. Every

@@ -123,6 +123,131 @@ TEST_F(ComposeTest, EmptyCachesContributeNothing) {
   EXPECT_LE(MaxDiff(composed->Keys(1), a.Keys(1)), 1e-6);
 }
 
+// The entries [from, length) of every layer of `c`, as a cache of their own that keeps c's key rotation
+// bookkeeping: positions are the rotary positions the keys carry, so that the result is kOriginal.
+KvCache Tail(const KvCache& c, int64_t from) {
+  KvCache out(c.shape());
+  for (int64_t l = 0; l < c.num_layers(); ++l) {
+    const int64_t n = c.length(l) - from;
+    out.Reset(l, c.Keys(l).narrow(1, from, n), c.Values(l).narrow(1, from, n),
+              c.RotaryPositions(l).narrow(1, from, n));
+  }
+  out.set_model_fingerprint(c.model_fingerprint());
+  return out;
+}
+
+TEST_F(ComposeTest, SkippedLeadingEntriesAreLeftOutAndTheRestReRotated) {
+  // Two documents that share a prefix, each prefilled on its own: [prefix][doc1] and [prefix][doc2].
+  const int64_t p = 5;
+  const std::vector<int64_t> prefix = Tokens(p, 10), doc1 = Tokens(9, 11), doc2 = Tokens(6, 12);
+  std::vector<int64_t> t1 = prefix, t2 = prefix;
+  t1.insert(t1.end(), doc1.begin(), doc1.end());
+  t2.insert(t2.end(), doc2.begin(), doc2.end());
+  KvCache a = Prefilled(t1);
+  KvCache b = Prefilled(t2);
+
+  auto composed = ComposeCaches({ComposePart{&a, 0}, ComposePart{&b, p}}, model_->rope());
+  ASSERT_TRUE(composed.ok()) << composed.status();
+  EXPECT_EQ(composed->length(), 14 + 6);
+  EXPECT_EQ(composed->next_position(), 20);
+  EXPECT_EQ(composed->key_rotation(), KeyRotation::kCompacted);
+
+  // The same as composing with a cache that only ever held b's entries from p on, at their positions.
+  KvCache b_tail = Tail(b, p);
+  auto want = ComposeCaches({&a, &b_tail}, model_->rope());
+  ASSERT_TRUE(want.ok()) << want.status();
+  for (int64_t l = 0; l < model_->config().num_layers; ++l) {
+    SCOPED_TRACE(l);
+    EXPECT_LE(MaxDiff(composed->Keys(l), want->Keys(l)), 1e-5);
+    EXPECT_TRUE(torch::equal(composed->Values(l), want->Values(l)));
+    EXPECT_TRUE(torch::equal(composed->Values(l).narrow(1, 14, 6), b.Values(l).narrow(1, p, 6)));
+    // Original positions within b: doc2 starts at p there.
+    EXPECT_TRUE(torch::equal(composed->Positions(l)[0].narrow(0, 14, 6), torch::arange(p, p + 6, torch::kInt64)));
+  }
+  // Layer 0 keys depend only on token and position: doc2's keys are those computed right after t1.
+  KvCache doc2_after_t1 = Prefilled(doc2, /*start=*/14);
+  EXPECT_LE(MaxDiff(composed->Keys(0).narrow(1, 14, 6), doc2_after_t1.Keys(0)), 1e-5);
+  EXPECT_LE(MaxDiff(composed->Keys(0).narrow(1, 0, 14), a.Keys(0)), 1e-6);
+
+  // A skip of a whole cache leaves nothing of it; the inputs are untouched.
+  auto all_skipped = ComposeCaches({ComposePart{&a, 0}, ComposePart{&b, b.length()}}, model_->rope());
+  ASSERT_TRUE(all_skipped.ok()) << all_skipped.status();
+  EXPECT_EQ(all_skipped->length(), 14);
+  EXPECT_EQ(b.length(), 11);
+  EXPECT_EQ(b.key_rotation(), KeyRotation::kOriginal);
+}
+
+TEST_F(ComposeTest, SkipWorksOnCompactedSources) {
+  // A compacted source: every other entry of a prefill, re-rotated to 0, 1, 2, ... by a composition.
+  const std::vector<int64_t> t = Tokens(16, 13);
+  KvCache full = Prefilled(t);
+  KvCache sparse = model_->NewCache();
+  torch::Tensor keep = torch::arange(0, 16, 2, torch::kInt64);
+  for (int64_t l = 0; l < full.num_layers(); ++l) {
+    sparse.Reset(l, full.Keys(l).index_select(1, keep), full.Values(l).index_select(1, keep),
+                 full.Positions(l).index_select(1, keep));
+  }
+  auto compacted = ComposeCaches({&sparse}, model_->rope());
+  ASSERT_TRUE(compacted.ok()) << compacted.status();
+  ASSERT_EQ(compacted->key_rotation(), KeyRotation::kCompacted);
+  ASSERT_EQ(compacted->length(), 8);
+
+  // [first][compacted skip 3]: the kept tokens 6, 8, ..., 14 of t (entries 3..7) land at 7..11.
+  KvCache first = Prefilled(Tokens(7, 14));
+  const int64_t skip = 3;
+  auto composed = ComposeCaches({ComposePart{&first, 0}, ComposePart{&*compacted, skip}}, model_->rope());
+  ASSERT_TRUE(composed.ok()) << composed.status();
+  EXPECT_EQ(composed->length(), 12);
+  std::vector<int64_t> kept_tokens;
+  for (int64_t i = 2 * skip; i < 16; i += 2) kept_tokens.push_back(t[i]);
+  KvCache direct = Prefilled(kept_tokens, /*start=*/7);
+  EXPECT_LE(MaxDiff(composed->Keys(0).narrow(1, 7, 5), direct.Keys(0)), 1e-5);
+
+  KvCache tail = Tail(*compacted, skip);
+  auto want = ComposeCaches({&first, &tail}, model_->rope());
+  ASSERT_TRUE(want.ok()) << want.status();
+  for (int64_t l = 0; l < model_->config().num_layers; ++l) {
+    SCOPED_TRACE(l);
+    EXPECT_LE(MaxDiff(composed->Keys(l), want->Keys(l)), 1e-5);
+    EXPECT_TRUE(torch::equal(composed->Values(l), want->Values(l)));
+    // Positions still say where in t each entry came from.
+    EXPECT_TRUE(torch::equal(composed->Positions(l)[0].narrow(0, 7, 5), torch::arange(6, 16, 2, torch::kInt64)));
+  }
+
+  // A skip on the first part moves its kept keys down to 0..: the same keys as a prefill of those tokens.
+  auto alone = ComposeCaches({ComposePart{&*compacted, skip}}, model_->rope());
+  ASSERT_TRUE(alone.ok()) << alone.status();
+  EXPECT_EQ(alone->length(), 5);
+  EXPECT_LE(MaxDiff(alone->Keys(0), Prefilled(kept_tokens).Keys(0)), 1e-5);
+}
+
+TEST_F(ComposeTest, RefusesBadSkips) {
+  KvCache a = Prefilled(Tokens(4, 15));
+  KvCache b = Prefilled(Tokens(6, 16));
+  auto negative = ComposeCaches({ComposePart{&a, 0}, ComposePart{&b, -1}}, model_->rope());
+  EXPECT_EQ(negative.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(negative.status().message().find("caches[1]"), std::string::npos) << negative.status();
+  EXPECT_NE(negative.status().message().find("skip_leading"), std::string::npos) << negative.status();
+
+  auto past = ComposeCaches({ComposePart{&a, 0}, ComposePart{&b, 7}}, model_->rope());
+  EXPECT_EQ(past.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(past.status().message().find("caches[1]"), std::string::npos) << past.status();
+  EXPECT_NE(past.status().message().find("skip_leading"), std::string::npos) << past.status();
+
+  // Past only one layer's length (layers of unequal length, as mid-forward).
+  KvCache uneven = Prefilled(Tokens(6, 17));
+  uneven.Reset(1, uneven.Keys(1).narrow(1, 0, 2), uneven.Values(1).narrow(1, 0, 2),
+               uneven.Positions(1).narrow(1, 0, 2));
+  auto layer = ComposeCaches({ComposePart{&uneven, 3}}, model_->rope());
+  EXPECT_EQ(layer.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(layer.status().message().find("layer 1"), std::string::npos) << layer.status();
+
+  auto null = ComposeCaches({ComposePart{&a, 0}, ComposePart{nullptr, 0}}, model_->rope());
+  EXPECT_EQ(null.status().code(), absl::StatusCode::kInvalidArgument);
+  auto none = ComposeCaches(std::vector<ComposePart>{}, model_->rope());
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(ComposeTest, CopyIsDeep) {
   KvCache a = Prefilled(Tokens(6, 5));
   a.set_key_rotation(KeyRotation::kCompacted);

@@ -44,7 +44,10 @@ struct CompressionInput {
   // uncompressed entry per context token in every layer, with rotary positions 0..C-1. Methods select from
   // it instead of prefilling the context, and `context` may then be empty: C = prefilled->length().
   // Query-aware methods still run the suffix on top of it (on a copy) to score it; Finch treats it as one
-  // chunk. Borrowed for the call and never modified.
+  // chunk. SnapKV's window can then only hold suffix rows, so it needs a suffix even with a fixed window;
+  // truncate keeps the head and tail entries re-rotated. Kept positions are indices 0..C-1 of this
+  // context. Made by another model or shaped otherwise: FAILED_PRECONDITION. Borrowed for the call and
+  // never modified.
   const KvCache* prefilled = nullptr;
 };
 

@@ -4,7 +4,8 @@
 // the next chunk continues. The cache therefore never holds more than budget + chunk + query entries, and
 // documents longer than the model window work. DESIGN §4 has the exact semantics; with chunk_tokens >= the
 // context, granularity=kv_head, normalize, rerotate and keep_query=on it keeps what kvpress's FinchPress
-// keeps.
+// keeps. A prefilled context is scored as one chunk (chunk_tokens does not apply): the query runs on top of a
+// copy of it.
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -31,8 +32,9 @@ class Finch : public MethodBase {
 
   absl::StatusOr<CompressionResult> DoCompress(const CompressionInput& in) const override {
     const LlamaModel& model = *in.model;
-    const int64_t C = static_cast<int64_t>(in.context.size()), Q = static_cast<int64_t>(in.suffix.size());
-    if (o_.chunk > model.config().max_position_embeddings) {
+    const int64_t C = ContextLength(in), Q = static_cast<int64_t>(in.suffix.size());
+    const int64_t chunk = in.prefilled != nullptr ? C : o_.chunk;
+    if (in.prefilled == nullptr && o_.chunk > model.config().max_position_embeddings) {
       return absl::OutOfRangeError(absl::StrCat("options.chunk_tokens: ", o_.chunk, " is past the model window of ",
                                                 model.config().max_position_embeddings, " tokens"));
     }
@@ -53,15 +55,19 @@ class Finch : public MethodBase {
     torch::Tensor context = torch::tensor(in.context, torch::kInt64);
     torch::Tensor query = torch::tensor(in.suffix, torch::kInt64);
     int64_t next = 0;  // rotary position where the next chunk starts
-    for (int64_t start = 0; start < C; start += o_.chunk) {
+    for (int64_t start = 0; start < C; start += chunk) {
       KVC_RETURN_IF_ERROR(CheckCancelled(in));
       auto t0 = std::chrono::steady_clock::now();
-      const int64_t len = std::min(o_.chunk, C - start);
+      const int64_t len = std::min(chunk, C - start);
       const bool last = start + len == C;
-      const int64_t kept_before = cache.length();
-      KVC_RETURN_IF_ERROR(
-          model.Forward(context.narrow(0, start, len), torch::arange(next, next + len, torch::kInt64), cache).status());
-      cache.SetPositions(kept_before, torch::arange(start, start + len, torch::kInt64));
+      if (in.prefilled != nullptr) {
+        KVC_ASSIGN_OR_RETURN(cache, ContextCache(in, chunk, /*stats=*/nullptr));
+      } else {
+        const int64_t kept_before = cache.length();
+        KVC_RETURN_IF_ERROR(
+            model.Forward(context.narrow(0, start, len), torch::arange(next, next + len, torch::kInt64), cache).status());
+        cache.SetPositions(kept_before, torch::arange(start, start + len, torch::kInt64));
+      }
       next += len;
       const int64_t scored = cache.length();  // kept + chunk
       ForwardOptions fo;
@@ -74,8 +80,8 @@ class Finch : public MethodBase {
       k = std::max(k, std::min(in.protected_prefix, scored));
       const bool query_stays = last && o_.keep_query;
       std::vector<torch::Tensor> kept;
-      {
-              for (int64_t l = 0; l < cache.num_layers(); ++l) kept.push_back(Select(out.queries[l], cache.Keys(l), scored, k, query_stays, in));
+      for (int64_t l = 0; l < cache.num_layers(); ++l) {
+        kept.push_back(Select(out.queries[l], cache.Keys(l), scored, k, query_stays, in));
       }
       if (!query_stays) cache.Truncate(scored);
       for (int64_t l = 0; l < cache.num_layers(); ++l) GatherLayer(cache, l, kept[l], o_.rerotate, model.rope());

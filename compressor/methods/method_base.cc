@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "compressor/kv/compose.h"
 #include "compressor/util/status_macros.h"
 #include "compressor/util/torch_status.h"
 
@@ -16,12 +17,57 @@ absl::StatusOr<CompressionResult> MethodBase::Compress(const CompressionInput& i
   });
 }
 
+namespace {
+
+std::string ShortFingerprint(const std::string& f) { return f.empty() ? std::string("(none)") : f.substr(0, 12); }
+
+// A prefilled context must come from this model and hold one entry per context token in every layer.
+absl::Status CheckPrefilled(const LlamaModel& model, const KvCache& cache, const std::vector<int64_t>& context) {
+  const KvCacheShape& got = cache.shape();
+  const KvCacheShape want = model.NewCache().shape();
+  if (cache.model_fingerprint() != model.fingerprint()) {
+    return absl::FailedPreconditionError(absl::StrCat("prefilled: the context's KV was made by model ",
+                                                      ShortFingerprint(cache.model_fingerprint()),
+                                                      ", not by the loaded model ",
+                                                      ShortFingerprint(model.fingerprint())));
+  }
+  if (got.num_layers != want.num_layers || got.kv_heads != want.kv_heads || got.head_dim != want.head_dim ||
+      got.dtype != want.dtype || got.device != want.device) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "prefilled: the context's KV has ", got.num_layers, " layers x ", got.kv_heads, " kv heads x ",
+        got.head_dim, " (", c10::toString(got.dtype), " on ", got.device.str(), "), the model wants ",
+        want.num_layers, " x ", want.kv_heads, " x ", want.head_dim, " (", c10::toString(want.dtype), " on ",
+        want.device.str(), ")"));
+  }
+  const int64_t n = cache.length();
+  if (n == 0) return absl::InvalidArgumentError("context: empty, nothing to compress (the prefilled KV is empty)");
+  for (int64_t l = 1; l < cache.num_layers(); ++l) {
+    if (cache.length(l) != n) {
+      return absl::InvalidArgumentError(absl::StrCat("prefilled: layer ", l, " holds ", cache.length(l),
+                                                     " entries and layer 0 ", n,
+                                                     "; expected one entry per context token in every layer"));
+    }
+  }
+  if (!context.empty() && static_cast<int64_t>(context.size()) != n) {
+    return absl::InvalidArgumentError(absl::StrCat("context: ", context.size(),
+                                                   " token ids, but the prefilled KV holds ", n, " entries"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status MethodBase::CheckInput(const CompressionInput& in) const {
   if (in.model == nullptr) return absl::InvalidArgumentError("no model given");
-  if (in.context.empty()) return absl::InvalidArgumentError("context: empty, nothing to compress");
-  if (in.protected_prefix < 0 || in.protected_prefix > static_cast<int64_t>(in.context.size())) {
+  if (in.prefilled != nullptr) {
+    KVC_RETURN_IF_ERROR(CheckPrefilled(*in.model, *in.prefilled, in.context));
+  } else if (in.context.empty()) {
+    return absl::InvalidArgumentError("context: empty, nothing to compress");
+  }
+  const int64_t context_len = ContextLength(in);
+  if (in.protected_prefix < 0 || in.protected_prefix > context_len) {
     return absl::OutOfRangeError(absl::StrCat("protected_prefix: ", in.protected_prefix,
-                                              " is outside the context of ", in.context.size(), " tokens"));
+                                              " is outside the context of ", context_len, " tokens"));
   }
   if (query_aware() && in.suffix.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("query: empty, but method ", name(), " scores with the query"));
@@ -36,6 +82,10 @@ absl::Status MethodBase::CheckInput(const CompressionInput& in) const {
     }
   }
   return absl::OkStatus();
+}
+
+int64_t MethodBase::ContextLength(const CompressionInput& in) {
+  return in.prefilled != nullptr ? in.prefilled->length() : static_cast<int64_t>(in.context.size());
 }
 
 absl::StatusOr<int64_t> MethodBase::Budget(const CompressionInput& in, int64_t scored_len) const {
@@ -61,6 +111,37 @@ absl::Status MethodBase::Prefill(const CompressionInput& in, const std::vector<i
     stats->chunk_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<KvCache> MethodBase::ContextCache(const CompressionInput& in, int64_t chunk,
+                                                  CompressionStats* stats) const {
+  if (in.prefilled == nullptr) {
+    KvCache cache = in.model->NewCache();
+    KVC_RETURN_IF_ERROR(Prefill(in, in.context, 0, chunk, cache, stats));
+    cache.set_next_position(static_cast<int64_t>(in.context.size()));
+    return cache;
+  }
+  KVC_RETURN_IF_ERROR(CheckCancelled(in));
+  auto t0 = std::chrono::steady_clock::now();
+  const KvCache& source = *in.prefilled;
+  const int64_t n = source.length();
+  torch::Tensor indices = torch::arange(n, torch::TensorOptions().dtype(torch::kInt64).device(source.shape().device));
+  for (int64_t l = 0; l < source.num_layers(); ++l) {
+    if (!torch::equal(source.RotaryPositions(l), indices.unsqueeze(0).expand({source.shape().kv_heads, n}))) {
+      return absl::InvalidArgumentError(absl::StrCat("prefilled: the keys of layer ", l,
+                                                     " are not at rotary positions 0..", n - 1));
+    }
+  }
+  KVC_ASSIGN_OR_RETURN(KvCache cache, CopyCache(source));
+  // Entries are identified by their index in the context (a composition's positions restart in every
+  // part), and each key carries that index as its rotary position: the layout of a plain prefill.
+  cache.SetPositions(0, indices);
+  cache.set_key_rotation(KeyRotation::kOriginal);
+  cache.set_next_position(n);
+  if (stats != nullptr) {
+    stats->chunk_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return cache;
 }
 
 CompressionResult MethodBase::Finish(KvCache cache, CompressionStats stats) const {

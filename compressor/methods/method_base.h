@@ -22,11 +22,21 @@ class MethodBase : public CompressionMethod {
   explicit MethodBase(CompressionSpec spec) : spec_(std::move(spec)) {}
   virtual absl::StatusOr<CompressionResult> DoCompress(const CompressionInput& in) const = 0;
 
-  // Model present, context non-empty and within what the method can prefill, protected prefix inside the
-  // context, token ids in the vocabulary, a suffix for query-aware methods.
+  // Model present, context non-empty, protected prefix inside the context, token ids (those given) in the
+  // vocabulary, a suffix for query-aware methods. A prefilled context must have been made by the model
+  // (fingerprint and shape; else FAILED_PRECONDITION) and hold the same number of entries in every layer,
+  // as many as the token ids when both are given.
   absl::Status CheckInput(const CompressionInput& in) const;
+  // C: the number of context tokens, prefilled->length() when the context was prefilled.
+  static int64_t ContextLength(const CompressionInput& in);
   // Context tokens to keep under the spec, never below the protected prefix.
   absl::StatusOr<int64_t> Budget(const CompressionInput& in, int64_t scored_len) const;
+  // The uncompressed KV of the whole context, ready to score and select from: C entries per layer with keys
+  // at rotary positions 0..C-1, Positions() 0..C-1, key_rotation kOriginal, next_position C. Either a fresh
+  // copy of in.prefilled (INVALID_ARGUMENT when its keys are not at rotary positions 0..C-1; one
+  // chunk_seconds entry) or the context ids prefilled in chunks of `chunk`. The caller owns the result, so
+  // it may run the suffix on top of it: in.prefilled itself is never written to.
+  absl::StatusOr<KvCache> ContextCache(const CompressionInput& in, int64_t chunk, CompressionStats* stats) const;
   // Runs ids at positions [first_position, ...) into `cache` in chunks, polling keep_going between them.
   absl::Status Prefill(const CompressionInput& in, const std::vector<int64_t>& ids, int64_t first_position,
                        int64_t chunk, KvCache& cache, CompressionStats* stats) const;

@@ -12,10 +12,8 @@ class NoneMethod : public MethodBase {
 
   absl::StatusOr<CompressionResult> DoCompress(const CompressionInput& in) const override {
     CompressionStats stats;
-    stats.tokens_in = static_cast<int64_t>(in.context.size());
-    KvCache cache = in.model->NewCache();
-    KVC_RETURN_IF_ERROR(Prefill(in, in.context, 0, chunk_, cache, &stats));
-    cache.set_next_position(stats.tokens_in);
+    stats.tokens_in = ContextLength(in);
+    KVC_ASSIGN_OR_RETURN(KvCache cache, ContextCache(in, chunk_, &stats));
     return Finish(std::move(cache), std::move(stats));
   }
 

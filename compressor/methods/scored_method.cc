@@ -6,12 +6,11 @@
 namespace kvc {
 
 absl::StatusOr<CompressionResult> ScoredMethod::DoCompress(const CompressionInput& in) const {
-  const int64_t n = static_cast<int64_t>(in.context.size());
+  const int64_t n = ContextLength(in);
   KVC_ASSIGN_OR_RETURN(int64_t k, Budget(in, n));
   CompressionStats stats;
   stats.tokens_in = n;
-  KvCache cache = in.model->NewCache();
-  KVC_RETURN_IF_ERROR(Prefill(in, in.context, 0, chunk_, cache, &stats));
+  KVC_ASSIGN_OR_RETURN(KvCache cache, ContextCache(in, chunk_, &stats));
   stats.peak_cache_entries = cache.peak_length();
   for (int64_t l = 0; l < cache.num_layers(); ++l) {
     torch::Tensor idx = SelectTopK(Score(cache, l, k), k, in.protected_prefix);

@@ -1,6 +1,6 @@
-// Methods that prefill the whole context with a full cache, then keep the top-k entries per layer and KV
-// head by a score (StreamingLLM, KNorm, random), as kvpress's ScorerPress does. Keys stay at their original
-// positions, so decoding continues at the original end of the context.
+// Methods that prefill the whole context with a full cache (or take a copy of the prefilled one), then keep
+// the top-k entries per layer and KV head by a score (StreamingLLM, KNorm, random), as kvpress's ScorerPress
+// does. Keys stay at their original positions, so decoding continues at the original end of the context.
 #ifndef KVC_COMPRESSOR_METHODS_SCORED_METHOD_H_
 #define KVC_COMPRESSOR_METHODS_SCORED_METHOD_H_
 
