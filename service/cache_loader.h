@@ -24,6 +24,7 @@ struct LoadedCache {
   KvcHeader header;           // as stored (metadata holds model, rope, spec, prefix_tokens)
   int64_t prefix_tokens = 0;  // leading entries that are the protected prefix (metadata "prefix_tokens")
   int64_t stored_bytes = 0;
+  double fetch_seconds = 0;   // the store read alone (kvc_store_seconds), without decoding
   KvCache cache;              // on the model's device, in the model's dtype; owns its storage
 };
 

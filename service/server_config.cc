@@ -60,6 +60,7 @@ absl::Status Validate(const ServerConfig& c) {
   if (absl::Status s = Check(dtype, "--dtype", "expected float32, bfloat16 or float16"); !s.ok()) return s;
   if (absl::Status s = Check(c.threads >= 0, "--threads", "must be >= 0"); !s.ok()) return s;
   if (absl::Status s = Check(c.max_queue_tokens >= 1, "--max-queue-tokens", "must be >= 1"); !s.ok()) return s;
+  if (absl::Status s = Check(c.max_context_tokens >= 1, "--max-context-tokens", "must be >= 1"); !s.ok()) return s;
   if (absl::Status s = Check(c.max_message_bytes >= (int64_t{4} << 20) && c.max_message_bytes <= (int64_t{2} << 30) - 1,
                              "--max-message-bytes", "must be between 4 MiB and 2 GiB");
       !s.ok()) {
@@ -109,6 +110,9 @@ absl::StatusOr<ParsedServerConfig> ParseServerConfig(int argc, const char* const
   app.add_option("--max-queue-tokens", c.max_queue_tokens,
                  "Tokens allowed to wait for the device; beyond it requests get RESOURCE_EXHAUSTED")
       ->envname("KVC_MAX_QUEUE_TOKENS")->capture_default_str();
+  app.add_option("--max-context-tokens", c.max_context_tokens,
+                 "Largest context (prefix + documents) one request may compress; beyond it OUT_OF_RANGE")
+      ->envname("KVC_MAX_CONTEXT_TOKENS")->capture_default_str();
   app.add_option("--max-message-bytes", c.max_message_bytes, "Largest gRPC message received or sent")
       ->envname("KVC_MAX_MESSAGE_BYTES")->capture_default_str();
   app.add_option("--drain-seconds", c.drain_seconds, "On SIGTERM, how long in-flight calls may take to finish")

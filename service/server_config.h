@@ -22,6 +22,7 @@ struct ServerConfig {
   std::string dtype;  // empty: float32 on CPU, bfloat16 on CUDA
   int threads = 0;    // intra-op threads for CPU; 0: LibTorch's default
   int64_t max_queue_tokens = 1 << 18;
+  int64_t max_context_tokens = 131072;  // prefix + documents of one request
   int64_t max_message_bytes = int64_t{64} << 20;
   int64_t store_capacity_bytes = 0;  // file store; 0: unlimited
   double drain_seconds = 30;

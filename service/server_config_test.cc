@@ -42,7 +42,7 @@ TEST(ServerConfigTest, HelpReadsLikeAManual) {
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_TRUE(p->help);
   for (const char* s : {"--roles", "--model", "--store", "--listen", "--metrics-listen", "--device", "--dtype",
-                        "--max-queue-tokens", "--tls-cert", "--tls-key", "--tls-client-ca", "--auth-token-file",
+                        "--max-queue-tokens", "--max-context-tokens", "--tls-cert", "--tls-key", "--tls-client-ca", "--auth-token-file",
                         "--log-format", "KVC_STORE", "SIGTERM", "SmolLM2"}) {
     EXPECT_TRUE(absl::StrContains(p->text, s)) << s;
   }
@@ -57,6 +57,7 @@ TEST(ServerConfigTest, BadValuesNameTheirFlag) {
       {{"--device", "tpu"}, "--device"},
       {{"--dtype", "int4"}, "--dtype"},
       {{"--max-queue-tokens", "0"}, "--max-queue-tokens"},
+      {{"--max-context-tokens", "0"}, "--max-context-tokens"},
       {{"--max-queue-tokens", "lots"}, "max-queue-tokens"},
       {{"--max-message-bytes", "100"}, "--max-message-bytes"},
       {{"--tls-cert", "c.pem"}, "--tls-cert/--tls-key"},

@@ -6,7 +6,8 @@ reference.safetensors holding what transformers computes for it:
   input_ids [512] int64, logits [512, vocab] float32 (full prefill),
   greedy_prompt [16] int64, greedy_tokens [32] int64 (argmax decoding, no stop token).
 
-Also written: tiny_llama.gguf (the tiny Llama in GGUF form, Q/K permuted as llama.cpp's converter does),
+Also written: tiny_chat/ (a tiny Llama with a byte-level BPE tokenizer trained on fixed English text, ChatML
+special tokens and SmolLM2's chat template, for the service tests), tiny_llama.gguf (the tiny Llama in GGUF form, Q/K permuted as llama.cpp's converter does),
 quants.gguf (each ggml quant type next to gguf-py's own dequantization of it), and bad/ (files that must be
 refused cleanly).
 """
@@ -20,6 +21,7 @@ import torch
 from gguf import GGMLQuantizationType as Q
 from gguf import GGUFWriter, quants
 from safetensors.torch import save_file
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 VOCAB = 512
@@ -74,6 +76,71 @@ def llama_cfg(**kw):
                 rms_norm_eps=1e-5, tie_word_embeddings=False, attn_implementation="eager")
     base.update(kw)
     return LlamaConfig(**base)
+
+
+# SmolLM2-135M-Instruct's chat template, verbatim, so that chat-format detection sees ChatML.
+SMOLLM2_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+CHAT_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]  # ids 0, 1, 2 as in SmolLM2
+CHAT_VOCAB = 1024
+
+CHAT_SENTENCES = [
+    "Answer the question using only the context. Reply with the answer only.",
+    "Context:", "Question: What is the capital of France?", "The capital of France is Paris.",
+    "The report was written by the finance team in March and reviewed by the board in April.",
+    "Our cache stores compressed keys and values so that a generator can answer without reading the documents.",
+    "A retriever finds the documents that are most likely to hold the answer to a question.",
+    "The river flows through the old town, past the market, the library and the railway station.",
+    "She planted tomatoes, beans and sunflowers in the garden behind the house.",
+    "The meeting starts at nine o'clock on Monday morning in the second floor conference room.",
+    "Water boils at one hundred degrees Celsius at sea level.",
+    "The museum opened in 1891 and holds more than 20,000 paintings, maps and letters.",
+    "He asked who wrote the letter, when it was sent, and why it never arrived.",
+    "Every document is split into chunks, and each chunk is scored against the query.",
+    "The quick brown fox jumps over the lazy dog.",
+]
+
+
+def chat_corpus(seed):
+    # Deterministic text: the sentences, then seeded shuffles of their words.
+    rng = np.random.default_rng(seed)
+    lines = list(CHAT_SENTENCES)
+    words = " ".join(CHAT_SENTENCES).split()
+    for _ in range(400):
+        lines.append(" ".join(rng.choice(words, size=int(rng.integers(5, 20)))))
+    return lines
+
+
+def write_tiny_chat(out, seed=6):
+    d = out / "tiny_chat"
+    d.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(vocab_size=CHAT_VOCAB, special_tokens=CHAT_SPECIAL, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(chat_corpus(seed), trainer=trainer)
+    for i, s in enumerate(CHAT_SPECIAL):
+        assert tok.token_to_id(s) == i, s
+    tok.save(str(d / "tokenizer.json"))
+    (d / "tokenizer_config.json").write_text(json.dumps({
+        "bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "unk_token": "<|endoftext|>",
+        "pad_token": "<|im_end|>", "chat_template": SMOLLM2_CHAT_TEMPLATE,
+        "model_max_length": 4096, "tokenizer_class": "GPT2Tokenizer"}, indent=2))
+    config = llama_cfg(vocab_size=tok.get_vocab_size(), max_position_embeddings=4096, tie_word_embeddings=True,
+                       bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).eval()
+    randomize(model, seed)
+    model.save_pretrained(d, safe_serialization=True)
+    # The name the server reports and requests may name.
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["_name_or_path"] = "tiny-chat"
+    (d / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
 
 
 def permute(w, n_head):
@@ -210,6 +277,7 @@ def main():
                                           "original_max_position_embeddings": 128, "rope_theta": 10000.0}), 4)
     make_model(out, "tiny_linear", LlamaForCausalLM,
                llama_cfg(rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}), 5)
+    write_tiny_chat(out)
     write_llama_gguf(llama, out / "tiny_llama.gguf")
     shutil.copy(out / "tiny_llama" / "reference.safetensors", out / "tiny_llama_gguf_reference.safetensors")
     write_quants(out / "quants.gguf")

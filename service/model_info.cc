@@ -1,0 +1,124 @@
+#include "service/model_info.h"
+
+#include <algorithm>
+#include <set>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "compressor/format/kvc_header.h"
+
+namespace kvc {
+namespace {
+
+kvc::v1::MethodOption Option(const std::string& name, const std::string& default_value,
+                             const std::string& description) {
+  kvc::v1::MethodOption o;
+  o.set_name(name);
+  o.set_default_value(default_value);
+  o.set_description(description);
+  return o;
+}
+
+kvc::v1::MethodOption ChunkTokens(const std::string& default_value) {
+  return Option("chunk_tokens", default_value,
+                "Context tokens per prefill chunk, an integer from 1 to 1048576; cancellation and deadlines are "
+                "checked between chunks. Not used when compressing from document_cache_ids.");
+}
+
+kvc::v1::MethodInfo Method(const std::string& name, bool query_aware, std::vector<kvc::v1::MethodOption> options) {
+  kvc::v1::MethodInfo m;
+  m.set_name(name);
+  m.set_query_aware(query_aware);
+  for (kvc::v1::MethodOption& o : options) *m.add_options() = std::move(o);
+  return m;
+}
+
+const char* ShortDtype(const std::string& dtype) {
+  if (dtype == "bfloat16") return "bf16";
+  if (dtype == "float16") return "f16";
+  return "f32";
+}
+
+}  // namespace
+
+std::vector<kvc::v1::MethodInfo> MethodCatalog() {
+  std::vector<kvc::v1::MethodInfo> methods = {
+      Method("finch", true,
+             {Option("chunk_tokens", "2048",
+                     "Context tokens per chunk of the query-guided prefill, an integer from 1 to 16777216 and at "
+                     "most the model window; memory is bounded by budget + chunk + query. Cancellation and "
+                     "deadlines are checked between chunks. Not used when compressing from document_cache_ids "
+                     "(the composed context is one chunk)."),
+              Option("granularity", "kv_head",
+                     "kv_head: one set of kept tokens per KV head, scored by the mean over its group of query "
+                     "heads; layer: one set per layer, scores summed over heads (the original Finch)."),
+              Option("normalize", "true",
+                     "Scale each query row's attention by the number of keys it sees, as Finch and kvpress do "
+                     "(true/false)."),
+              Option("rerotate", "true",
+                     "Re-rotate kept keys to contiguous positions after each selection, so the next chunk and "
+                     "the decoding continue right after them (true/false)."),
+              Option("keep_query", "false",
+                     "Keep the query's own KV in the cache, counted in the budget (kvpress FinchPress parity; "
+                     "true/false).")}),
+      Method("knorm", false, {ChunkTokens("512")}),
+      Method("none", false, {ChunkTokens("512")}),
+      Method("random", false,
+             {ChunkTokens("512"),
+              Option("seed", "0", "Seed of the uniform choice, an integer from 0 to 2^62; the same seed keeps the "
+                                  "same entries.")}),
+      Method("snapkv", false,
+             {ChunkTokens("512"),
+              Option("window", "64",
+                     "Observation window: the last N prefilled tokens (an integer from 1 to 1048576; with a query "
+                     "the query is prefilled last and falls inside it), or \"query\" for exactly the query, which "
+                     "makes the method query-aware."),
+              Option("kernel", "5", "Width of the pooling over the window's votes, an odd integer from 1 to 1025."),
+              Option("pooling", "avg", "Pooling of the votes: avg or max."),
+              Option("rows", "mean", "How the window rows' attention is aggregated: mean or sum.")}),
+      Method("streaming_llm", false,
+             {ChunkTokens("512"),
+              Option("n_sink", "4",
+                     "Attention sinks: leading tokens always kept besides the most recent ones, an integer from 0 "
+                     "to 1048576.")}),
+      Method("truncate", false, {ChunkTokens("512")}),
+  };
+  std::sort(methods.begin(), methods.end(),
+            [](const kvc::v1::MethodInfo& a, const kvc::v1::MethodInfo& b) { return a.name() < b.name(); });
+  return methods;
+}
+
+kvc::v1::ModelInfo BuildModelInfo(const ModelRuntime& runtime, const CompressorLimits& limits) {
+  const ModelConfig& c = runtime.model().config();
+  kvc::v1::ModelInfo info;
+  info.set_name(runtime.name());
+  info.set_fingerprint(runtime.fingerprint());
+  info.set_architecture(c.architecture);
+  info.set_num_layers(static_cast<int32_t>(c.num_layers));
+  info.set_num_heads(static_cast<int32_t>(c.num_heads));
+  info.set_num_kv_heads(static_cast<int32_t>(c.num_kv_heads));
+  info.set_head_dim(static_cast<int32_t>(c.head_dim));
+  info.set_vocab_size(static_cast<int32_t>(c.vocab_size));
+  info.set_max_position_embeddings(c.max_position_embeddings);
+  info.set_device(runtime.device());
+  info.set_dtype(ShortDtype(runtime.dtype()));
+  info.set_chat_format(ChatFormatName(runtime.chat_format()));
+  const std::optional<int32_t> bos = runtime.tokenizer().bos_id();
+  info.set_bos_token_id(c.bos_token_id >= 0 ? static_cast<int32_t>(c.bos_token_id) : bos.value_or(-1));
+  // Generation stops at the tokenizer's EOS and at the config's (they differ for chat models).
+  std::set<int32_t> eos;
+  for (int64_t id : c.eos_token_ids) eos.insert(static_cast<int32_t>(id));
+  if (std::optional<int32_t> e = runtime.tokenizer().eos_id()) eos.insert(*e);
+  for (int32_t id : eos) info.add_eos_token_ids(id);
+  for (kvc::v1::MethodInfo& m : MethodCatalog()) *info.add_methods() = std::move(m);
+  kvc::v1::ServerLimits* l = info.mutable_limits();
+  l->set_max_context_tokens(limits.max_context_tokens);
+  l->set_max_query_tokens(limits.max_query_tokens);
+  l->set_max_documents(limits.max_documents);
+  l->set_max_message_bytes(limits.max_message_bytes);
+  l->set_max_queue_tokens(limits.max_queue_tokens);
+  info.set_format_version(absl::StrCat(kKvcVersionMajor, ".", kKvcVersionMinor));
+  return info;
+}
+
+}  // namespace kvc
