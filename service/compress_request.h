@@ -45,6 +45,11 @@ struct ParsedSpec {
   CompressionSpec spec;  // method after defaults; ratio / target_tokens 0 when unused
   std::shared_ptr<const CompressionMethod> method;
   bool query_aware = false;
+
+  // Whether the query decides what is kept. SnapKV with a fixed window scores with the context's own last
+  // tokens, but a prefilled context (document_cache_ids) has no queries of its own left, so there the
+  // query's rows vote instead: the query is then needed, and part of the cache id.
+  bool UsesQuery(bool prefilled) const { return query_aware || (prefilled && spec.method == "snapkv"); }
 };
 
 // Method "" becomes "finch". A budget is required except for "none", which ignores it: neither is

@@ -132,7 +132,7 @@ class CompressCall final : public CallBase, public std::enable_shared_from_this<
     const absl::Time tokenize_start = absl::Now();
     CacheIdInput id_input = CacheIdBase(runtime, spec_.spec, dtype_, codec_);
     std::vector<int64_t> suffix;
-    if (spec_.query_aware) {
+    if (spec_.UsesQuery(request_->document_cache_ids_size() > 0)) {
       KVC_ASSIGN_OR_RETURN(suffix, EncodeRequestSuffix(runtime, *request_, limits.max_query_tokens));
       if (suffix.empty()) return absl::InvalidArgumentError("query: empty");
     }
@@ -437,7 +437,7 @@ grpc::ServerUnaryReactor* CompressorServiceImpl::Compress(grpc::CallbackServerCo
   if (request->question_case() == CompressRequest::kSuffixIds) {
     if (absl::Status s = CheckTokenIds(request->suffix_ids(), vocab, "suffix_ids"); !s.ok()) return FinishNow(ctx, s);
   }
-  if (spec->query_aware) {
+  if (spec->UsesQuery(request->document_cache_ids_size() > 0)) {
     const bool has_question =
         (request->question_case() == CompressRequest::kQuery && !request->query().empty()) ||
         (request->question_case() == CompressRequest::kSuffixIds && request->suffix_ids().ids_size() > 0);

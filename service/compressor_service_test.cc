@@ -468,6 +468,37 @@ TEST_F(CompressorServiceTest, PrecomputeFullThenCompressFromTheStoredKv) {
   EXPECT_EQ(repeat.cache_id(), selected.cache_id());
 }
 
+TEST_F(CompressorServiceTest, SnapKvFromStoredKvScoresWithTheQuery) {
+  // A prefilled context has no queries of its own, so SnapKV's fixed window votes with the query's rows:
+  // the query is required and part of the id.
+  auto h = Start();
+  PrecomputeRequest pre;
+  *pre.add_documents() = TextDoc(kDocA);
+  *pre.add_documents() = TextDoc(kDocB);
+  pre.set_mode(kvc::v1::PRECOMPUTE_MODE_FULL);
+  PrecomputeResponse full;
+  ASSERT_TRUE(Precompute(*h, pre, &full).ok());
+  auto request = [&](const std::string& query) {
+    CompressRequest r;
+    r.add_document_cache_ids(full.results(0).cache_id());
+    r.add_document_cache_ids(full.results(1).cache_id());
+    if (!query.empty()) r.set_query(query);
+    r.mutable_spec()->set_method("snapkv");
+    r.mutable_spec()->set_ratio(2);
+    return r;
+  };
+  CompressResponse first, second, none;
+  grpc::Status s = Compress(*h, request(kQuery), &first);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  s = Compress(*h, request("Which other question is this?"), &second);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_FALSE(second.cache_hit());
+  EXPECT_NE(first.cache_id(), second.cache_id());
+  s = Compress(*h, request(""), &none);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("query"));
+}
+
 TEST_F(CompressorServiceTest, PrecomputeQueryAgnostic) {
   auto h = Start();
   PrecomputeRequest pre;
