@@ -11,14 +11,10 @@
 #include "compressor/util/status_macros.h"
 
 namespace kvc {
-namespace {
-
 absl::Status WithField(const absl::Status& status, absl::string_view field) {
   if (status.ok()) return status;
   return absl::Status(status.code(), absl::StrCat(field, ": ", status.message()));
 }
-
-}  // namespace
 
 const std::vector<std::string>& KnownMethods() {
   static const auto* const kMethods = new std::vector<std::string>{"finch", "knorm", "none", "random",
@@ -151,6 +147,25 @@ absl::StatusOr<std::vector<int64_t>> EncodeRequestDocument(const ModelRuntime& r
     return std::vector<int64_t>(ids.begin(), ids.end());
   }
   return runtime.EncodeDocument(document.text());
+}
+
+absl::StatusOr<EncodedContext> EncodeRequestContext(
+    const ModelRuntime& runtime, const std::optional<std::string>& system_prompt,
+    const google::protobuf::RepeatedPtrField<kvc::v1::Document>& documents, int64_t max_context_tokens) {
+  EncodedContext out;
+  KVC_ASSIGN_OR_RETURN(out.tokens, EncodeRequestPrefix(runtime, system_prompt));
+  out.protected_prefix = static_cast<int64_t>(out.tokens.size());
+  for (int i = 0; i < documents.size(); ++i) {
+    absl::StatusOr<std::vector<int64_t>> doc = EncodeRequestDocument(runtime, documents.Get(i));
+    if (!doc.ok()) return WithField(doc.status(), absl::StrCat("documents[", i, "]"));
+    if (i > 0) {
+      const std::vector<int64_t>& sep = runtime.document_separator();
+      out.tokens.insert(out.tokens.end(), sep.begin(), sep.end());
+    }
+    out.tokens.insert(out.tokens.end(), doc->begin(), doc->end());
+  }
+  KVC_RETURN_IF_ERROR(CheckContextLength(static_cast<int64_t>(out.tokens.size()), max_context_tokens, "documents"));
+  return out;
 }
 
 absl::StatusOr<std::vector<int64_t>> EncodeRequestSuffix(const ModelRuntime& runtime,

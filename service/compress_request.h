@@ -91,6 +91,19 @@ absl::StatusOr<std::vector<int64_t>> EncodeRequestSuffix(const ModelRuntime& run
                                                          const kvc::v1::CompressRequest& request,
                                                          int64_t max_query_tokens);
 
+// `status` with "field: " in front of its message; OK stays OK.
+absl::Status WithField(const absl::Status& status, absl::string_view field);
+
+// The context of a Compress: [prefix][documents[0]]["\n\n" documents[1]]..., and the prefix's length.
+// Errors name "system_prompt" or "documents[i]"; OUT_OF_RANGE past max_context_tokens (0: no limit).
+struct EncodedContext {
+  std::vector<int64_t> tokens;
+  int64_t protected_prefix = 0;
+};
+absl::StatusOr<EncodedContext> EncodeRequestContext(
+    const ModelRuntime& runtime, const std::optional<std::string>& system_prompt,
+    const google::protobuf::RepeatedPtrField<kvc::v1::Document>& documents, int64_t max_context_tokens);
+
 // OUT_OF_RANGE naming `field` when `tokens` exceeds max_context_tokens (0: no limit).
 absl::Status CheckContextLength(int64_t tokens, int64_t max_context_tokens, absl::string_view field);
 

@@ -29,11 +29,6 @@ using kvc::v1::PrecomputeResponse;
 
 double SecondsSince(absl::Time start) { return absl::ToDoubleSeconds(absl::Now() - start); }
 
-absl::Status WithField(const absl::Status& status, absl::string_view field) {
-  if (status.ok()) return status;
-  return absl::Status(status.code(), absl::StrCat(field, ": ", status.message()));
-}
-
 // gRPC reports "no deadline" as the largest time point, which absl::FromChrono cannot hold.
 absl::Time CallDeadline(const grpc::CallbackServerContext* ctx) {
   const std::chrono::system_clock::time_point d = ctx->deadline();
@@ -137,22 +132,12 @@ class CompressCall final : public CallBase, public std::enable_shared_from_this<
       if (suffix.empty()) return absl::InvalidArgumentError("query: empty");
     }
     if (request_->documents_size() > 0) {
-      KVC_ASSIGN_OR_RETURN(std::vector<int64_t> context,
-                           EncodeRequestPrefix(runtime, OptionalSystemPrompt(request_->has_system_prompt(),
-                                                                             request_->system_prompt())));
-      id_input.protected_prefix = static_cast<int64_t>(context.size());
-      for (int i = 0; i < request_->documents_size(); ++i) {
-        absl::StatusOr<std::vector<int64_t>> doc = EncodeRequestDocument(runtime, request_->documents(i));
-        if (!doc.ok()) return WithField(doc.status(), absl::StrCat("documents[", i, "]"));
-        if (i > 0) {
-          const std::vector<int64_t>& sep = runtime.document_separator();
-          context.insert(context.end(), sep.begin(), sep.end());
-        }
-        context.insert(context.end(), doc->begin(), doc->end());
-      }
-      KVC_RETURN_IF_ERROR(
-          CheckContextLength(static_cast<int64_t>(context.size()), limits.max_context_tokens, "documents"));
-      id_input.context = std::move(context);
+      KVC_ASSIGN_OR_RETURN(
+          EncodedContext context,
+          EncodeRequestContext(runtime, OptionalSystemPrompt(request_->has_system_prompt(), request_->system_prompt()),
+                               request_->documents(), limits.max_context_tokens));
+      id_input.protected_prefix = context.protected_prefix;
+      id_input.context = std::move(context.tokens);
     } else {
       id_input.document_cache_ids.assign(request_->document_cache_ids().begin(),
                                          request_->document_cache_ids().end());

@@ -21,11 +21,6 @@ using kvc::v1::CompressResponse;
 
 double SecondsSince(absl::Time start) { return absl::ToDoubleSeconds(absl::Now() - start); }
 
-absl::Status WithField(const absl::Status& status, absl::string_view field) {
-  if (status.ok()) return status;
-  return absl::Status(status.code(), absl::StrCat(field, ": ", status.message()));
-}
-
 // One call's state, shared by the executor task and the builder's completion.
 struct Call {
   const CompressRequest* request = nullptr;
@@ -107,22 +102,12 @@ absl::StatusOr<CompressResponse> InProcessCompressor::Compress(const CompressReq
       if (suffix.empty()) return absl::InvalidArgumentError("query: empty");
     }
     KVC_ASSIGN_OR_RETURN(
-        std::vector<int64_t> context,
-        EncodeRequestPrefix(runtime, req.has_system_prompt() ? std::optional<std::string>(req.system_prompt())
-                                                             : std::nullopt));
-    id_input.protected_prefix = static_cast<int64_t>(context.size());
-    for (int i = 0; i < req.documents_size(); ++i) {
-      absl::StatusOr<std::vector<int64_t>> doc = EncodeRequestDocument(runtime, req.documents(i));
-      if (!doc.ok()) return WithField(doc.status(), absl::StrCat("documents[", i, "]"));
-      if (i > 0) {
-        const std::vector<int64_t>& sep = runtime.document_separator();
-        context.insert(context.end(), sep.begin(), sep.end());
-      }
-      context.insert(context.end(), doc->begin(), doc->end());
-    }
-    KVC_RETURN_IF_ERROR(
-        CheckContextLength(static_cast<int64_t>(context.size()), limits_.max_context_tokens, "documents"));
-    id_input.context = std::move(context);
+        EncodedContext context,
+        EncodeRequestContext(runtime,
+                             req.has_system_prompt() ? std::optional<std::string>(req.system_prompt()) : std::nullopt,
+                             req.documents(), limits_.max_context_tokens));
+    id_input.protected_prefix = context.protected_prefix;
+    id_input.context = std::move(context.tokens);
     id_input.query = suffix;
     call->tokenize_seconds = SecondsSince(tokenize_start);
 
