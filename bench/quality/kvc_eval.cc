@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <torch/cuda.h>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
@@ -24,6 +25,7 @@
 #include "compressor/methods/compression.h"
 #include "compressor/model/default_model.h"
 #include "compressor/model/greedy.h"
+#include "compressor/model/model_dtype.h"
 #include "compressor/tokenizer/chat_template.h"
 #include "compressor/tokenizer/tokenizer.h"
 
@@ -40,7 +42,7 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
 int main(int argc, char** argv) {
   CLI::App app{"Quality of kvc's compression methods on a dev.jsonl file (DESIGN §11)"};
   std::string data, model_path, methods_arg = "none,finch,snapkv", ratios_arg = "2,4,8,16,32";
-  std::string long_methods_arg = "finch,truncate", cache_dtypes_arg = "memory";
+  std::string long_methods_arg = "finch,truncate", cache_dtypes_arg = "memory", device = "cpu", dtype_arg = "auto";
   std::vector<std::string> option_args;
   int max_records = 0, threads = 0, max_new_tokens = 16;
   bool tokenize_only = false;
@@ -58,6 +60,8 @@ int main(int argc, char** argv) {
                  "comma-separated: memory (decode from the cache as computed) and/or f32,bf16,f16,int8 (decode from "
                  "the cache after a round trip through .kvc bytes of that dtype; engine becomes \"kvc DTYPE\")");
   app.add_option("--threads", threads, "intra-op threads");
+  app.add_option("--device", device, "cpu or cuda[:N]; rows computed elsewhere than the CPU say so in \"device\"");
+  app.add_option("--dtype", dtype_arg, "model dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16");
   app.add_option("--max-new-tokens", max_new_tokens, "generation budget");
   app.add_flag("--tokenize-only", tokenize_only,
                "print each record's prompt token ids (context_ids, protected_prefix, suffix_ids) and stop, so "
@@ -67,6 +71,13 @@ int main(int argc, char** argv) {
   if (model_path.empty()) model_path = kvc::DefaultModelPath().value_or("");
   kvc::ModelOptions mo;
   mo.num_threads = threads;
+  mo.device = device;
+  auto dtype = kvc::ParseModelDtype(dtype_arg);
+  if (!dtype.ok()) {
+    std::cerr << "kvc-eval: " << dtype.status() << "\n";
+    return 2;
+  }
+  mo.dtype = *dtype;
   auto model = kvc::LlamaModel::Load(model_path, mo);
   auto tok = kvc::LoadTokenizer(model_path);
   if (!model.ok() || !tok.ok()) {
@@ -143,8 +154,10 @@ int main(int argc, char** argv) {
         }
         auto t0 = std::chrono::steady_clock::now();
         auto compressed = (*m)->Compress(input);
+        if ((*model)->device().is_cuda()) torch::cuda::synchronize();
         nlohmann::json out = {{"id", rec["id"]}, {"family", rec["family"]}, {"chars", rec["chars"]},
                               {"context_tokens", n}, {"method", method}, {"ratio", ratio}, {"engine", "kvc"}};
+        if (!(*model)->device().is_cpu()) out["device"] = (*model)->device().str();
         if (!compressed.ok()) {
           out["error"] = compressed.status().ToString();
           std::cout << out.dump() << std::endl;
@@ -160,7 +173,7 @@ int main(int argc, char** argv) {
             prov.tokens_in = static_cast<uint64_t>(n);
             auto bytes = kvc::EncodeKvCache(compressed->cache, prov, {*kvc::ParseKvcDtype(cache_dtype), kvc::KvcCodec::kNone});
             absl::StatusOr<kvc::DecodedKvCache> decoded =
-                bytes.ok() ? kvc::DecodeKvCache(*bytes, {.dtype = (*model)->dtype()}) : bytes.status();
+                bytes.ok() ? kvc::DecodeKvCache(*bytes, {.device = (*model)->device(), .dtype = (*model)->dtype()}) : bytes.status();
             if (!decoded.ok()) {
               row["error"] = decoded.status().ToString();
               std::cout << row.dump() << std::endl;

@@ -41,6 +41,7 @@ compress_s = the prefill under the press (compression included); decode_s = feed
 prefill (suffix or chat tail) plus the decoding loop.
 
   kvpress_eval.py --ids ids.jsonl --presses finch,snapkv --ratios 2,4,8 [--threads 2] [--max-new-tokens 16]
+                  [--device cuda] [--dtype float32]
 """
 from __future__ import annotations
 
@@ -73,15 +74,21 @@ def smollm2_gguf() -> pathlib.Path:
     return next(pathlib.Path(spec.origin).parent.glob("*.gguf"))
 
 
-def load_model(model_arg: str | None):
+def load_model(model_arg: str | None, device: str = "cpu", dtype: torch.dtype = torch.float32):
     from transformers import AutoModelForCausalLM
 
     p = pathlib.Path(model_arg) if model_arg else smollm2_gguf()
     if p.suffix == ".gguf":
-        model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name, dtype=dtype)
     else:
-        model = AutoModelForCausalLM.from_pretrained(p, dtype=torch.float32)
-    return p, model.eval()
+        model = AutoModelForCausalLM.from_pretrained(p, dtype=dtype)
+    return p, model.to(device).eval()
+
+
+def sync(model) -> None:
+    """Waits for queued GPU work, so that host clocks time it."""
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
 
 
 def make_press(name: str, ratio: float, window: int):
@@ -112,13 +119,16 @@ def run_one(model, name: str, ratio: float, ctx: list[int], suffix: list[int], i
     from kvpress.presses.base_press import BasePress
     from transformers import DynamicCache
 
+    def ids(x: list) -> torch.Tensor:
+        return torch.tensor(x, device=model.device)
+
     n = len(ctx)
     cache = DynamicCache()
     first = None  # first answer token when the prefill's own logits give it
     t0 = time.perf_counter()
     if name == "none":
         prefill, fed, pos0 = ctx, suffix, n
-        model.model(input_ids=torch.tensor([prefill]), past_key_values=cache)
+        model.model(input_ids=ids([prefill]), past_key_values=cache)
     elif name in ("snapkv", "snapkv_qa"):
         if name == "snapkv":
             prefill, fed = ctx, suffix
@@ -127,7 +137,7 @@ def run_one(model, name: str, ratio: float, ctx: list[int], suffix: list[int], i
             prefill = ctx + q
         press = make_press(name, ratio, 0)
         with press(model):  # pipeline._forward: base model, no lm_head
-            model.model(input_ids=torch.tensor([prefill]), past_key_values=cache)
+            model.model(input_ids=ids([prefill]), past_key_values=cache)
         pos0 = len(prefill)  # pipeline: context_length = context_ids.shape[1]
     elif name in ("finch", "finch_qa"):
         if name == "finch":
@@ -137,27 +147,28 @@ def run_one(model, name: str, ratio: float, ctx: list[int], suffix: list[int], i
         prefill = ctx + window
         press = make_press(name, ratio, len(window))
         with BasePress.__call__(press, model):
-            out = model(input_ids=torch.tensor([prefill]), past_key_values=cache, logits_to_keep=1)
+            out = model(input_ids=ids([prefill]), past_key_values=cache, logits_to_keep=1)
         if fed is None:
             first = int(out.logits[0, -1].argmax())
         pos0 = cache.get_seq_length()  # pipeline: rerotating FinchPress -> context_length = kept length
     else:
         raise ValueError(f"unknown press {name}")
     kept = cache.get_seq_length()
+    sync(model)
     compress_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     if first is None:
-        pos = torch.arange(pos0, pos0 + len(fed))[None]
-        logits = model(input_ids=torch.tensor([fed]), past_key_values=cache, position_ids=pos,
+        pos = torch.arange(pos0, pos0 + len(fed), device=model.device)[None]
+        logits = model(input_ids=ids([fed]), past_key_values=cache, position_ids=pos,
                        logits_to_keep=1).logits[0, -1]
         first, pos = int(logits.argmax()), pos0 + len(fed)
     else:
         pos = pos0
     gen = [first]
     while len(gen) < max_new and gen[-1] not in stop:
-        logits = model(input_ids=torch.tensor([[gen[-1]]]), past_key_values=cache,
-                       position_ids=torch.tensor([[pos]])).logits[0, -1]
+        logits = model(input_ids=ids([[gen[-1]]]), past_key_values=cache,
+                       position_ids=ids([[pos]])).logits[0, -1]
         gen.append(int(logits.argmax()))
         pos += 1
     decode_s = time.perf_counter() - t0
@@ -174,6 +185,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-records", type=int, default=0, help="stop after this many records (0: all)")
     p.add_argument("--model", default=None, help="a .gguf or HF model dir (default: the packaged SmolLM2 GGUF)")
     p.add_argument("--tokenizer", default=str(DEFAULT_TOKENIZER), help="tokenizer.json used to decode outputs")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     a = p.parse_args(argv)
     a.presses = [x for x in a.presses.split(",") if x]
     bad = [x for x in a.presses if x not in PRESSES]
@@ -193,9 +206,9 @@ def main(argv: list[str]) -> int:
     tok = Tokenizer.from_file(a.tokenizer)
     im_end = tok.token_to_id("<|im_end|>")
     t0 = time.time()
-    path, model = load_model(a.model)
+    path, model = load_model(a.model, a.device, getattr(torch, a.dtype))
     log(f"kvpress_eval: loaded {path.name} in {time.time() - t0:.1f}s "
-        f"(attn={model.config._attn_implementation}, threads={a.threads})")
+        f"(attn={model.config._attn_implementation}, threads={a.threads}, {a.device} {a.dtype})")
 
     errors = 0
     with open(a.ids, encoding="utf-8") as f:
@@ -209,6 +222,8 @@ def main(argv: list[str]) -> int:
             for ratio in ([1.0] if name == "none" else a.ratios):
                 out = {"id": rec["id"], "family": rec["family"], "chars": rec["chars"], "context_tokens": len(ctx),
                        "method": name, "ratio": ratio, "engine": "kvpress"}
+                if a.device != "cpu":
+                    out["device"] = a.device
                 try:
                     r = run_one(model, name, ratio, ctx, suffix, im_end, stop, a.max_new_tokens)
                     text = tok.decode(r.pop("generated"), skip_special_tokens=True)

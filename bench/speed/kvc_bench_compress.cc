@@ -9,15 +9,17 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <torch/cuda.h>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_split.h"
 #include "compressor/methods/compression.h"
 #include "compressor/model/default_model.h"
+#include "compressor/model/model_dtype.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Time kvc's compression methods on one prompt"};
-  std::string ids_file, model_path, methods_arg = "none,finch";
+  std::string ids_file, model_path, methods_arg = "none,finch", device = "cpu", dtype_arg = "auto";
   double ratio = 8;
   int repeats = 3, threads = 2;
   std::vector<std::string> option_args;
@@ -27,11 +29,20 @@ int main(int argc, char** argv) {
   app.add_option("--ratio", ratio, "compression ratio (none ignores it)");
   app.add_option("--repeats", repeats, "timed runs")->check(CLI::PositiveNumber);
   app.add_option("--threads", threads, "intra-op threads");
+  app.add_option("--device", device, "cpu or cuda[:N]");
+  app.add_option("--dtype", dtype_arg, "model dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16");
   app.add_option("--option", option_args, "METHOD.NAME=VALUE");
   CLI11_PARSE(app, argc, argv);
   if (model_path.empty()) model_path = kvc::DefaultModelPath().value_or("");
   kvc::ModelOptions mo;
   mo.num_threads = threads;
+  mo.device = device;
+  auto dtype = kvc::ParseModelDtype(dtype_arg);
+  if (!dtype.ok()) {
+    std::cerr << dtype.status() << "\n";
+    return 2;
+  }
+  mo.dtype = *dtype;
   auto model = kvc::LlamaModel::Load(model_path, mo);
   if (!model.ok()) {
     std::cerr << model.status() << "\n";
@@ -71,6 +82,7 @@ int main(int argc, char** argv) {
     for (int r = 0; r <= repeats; ++r) {
       auto t0 = std::chrono::steady_clock::now();
       auto result = (*method)->Compress(input);
+      if ((*model)->device().is_cuda()) torch::cuda::synchronize();  // time the work, not its queueing
       double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       if (!result.ok()) {
         std::cerr << result.status() << "\n";
@@ -86,7 +98,8 @@ int main(int argc, char** argv) {
                                       : 0.5 * (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]);
     nlohmann::json out = {{"engine", "kvc"}, {"method", spec.method}, {"ratio", spec.ratio}, {"median_s", median},
                           {"times_s", times}, {"kept", kept}, {"chunks", chunks},
-                          {"context_tokens", input.context.size()}, {"suffix_tokens", input.suffix.size()}};
+                          {"context_tokens", input.context.size()}, {"suffix_tokens", input.suffix.size()},
+                          {"device", (*model)->device().str()}, {"dtype", c10::toString((*model)->dtype())}};
     std::cout << out.dump() << std::endl;
   }
   return 0;

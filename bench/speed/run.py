@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Compression speed on CPU, side by side in one run: kvc Finch vs kvpress FinchPress on the same model and
-token ids, plus kvc's plain prefill (method none) and transformers' plain prefill.
+"""Compression speed, side by side in one run: kvc Finch vs kvpress FinchPress on the same model, dtype,
+device and token ids, plus kvc's plain prefill (method none) and transformers' plain prefill.
 
   bench/speed/run.py [--data ../shared/eval/dev.jsonl] [--tokens 4096] [--ratio 8] [--threads 2] [--repeats 3]
-                     [--out bench/results/speed-cpu.md]
+                     [--device cpu|cuda] [--dtype float32|bfloat16|float16] [--out bench/results/speed-cpu.md]
 
 The record is the dev record whose prompt is closest to --tokens tokens. Targets (issue #4): kvc Finch takes
-<= 0.67x the time of kvpress FinchPress and adds <= 15% over kvc's plain prefill.
+<= 0.67x the time of kvpress FinchPress and adds <= 15% over kvc's plain prefill. On CUDA every timed run
+ends with a device synchronize; the default output is then bench/results/speed-gpu.md and the dtype bfloat16.
 """
 import argparse
 import datetime
@@ -33,8 +34,14 @@ def main():
     ap.add_argument("--ratio", type=float, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "speed-cpu.md"))
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
+                    help="model dtype in both engines (default: float32 on CPU, bfloat16 on CUDA)")
+    ap.add_argument("--out", default=None, help="default bench/results/speed-cpu.md (speed-gpu.md on CUDA)")
     a = ap.parse_args()
+    on_gpu = a.device.startswith("cuda")
+    a.dtype = a.dtype or ("bfloat16" if on_gpu else "float32")
+    a.out = a.out or str(ROOT / "bench" / "results" / ("speed-gpu.md" if on_gpu else "speed-cpu.md"))
 
     ids = subprocess.run([build_binary("kvc-eval", ROOT), "--data", a.data, "--tokenize-only"], check=True,
                          capture_output=True, text=True).stdout.splitlines()
@@ -48,7 +55,8 @@ def main():
     print(f"[speed] record {rec['id']}: {len(ctx)} context + {len(suffix)} query tokens", file=sys.stderr)
     ours = {}
     out = subprocess.run([build_binary("kvc-bench-compress", ROOT), "--ids", ids_path, "--methods", "none,finch",
-                          "--ratio", str(a.ratio), "--threads", str(a.threads), "--repeats", str(a.repeats)],
+                          "--ratio", str(a.ratio), "--threads", str(a.threads), "--repeats", str(a.repeats),
+                          "--device", a.device, "--dtype", a.dtype],
                          check=True, capture_output=True, text=True).stdout
     for line in out.splitlines():
         d = json.loads(line)
@@ -57,11 +65,12 @@ def main():
 
     import torch
     from kvpress.presses.base_press import BasePress
-    from kvpress_eval import load_model, make_press
+    from kvpress_eval import load_model, make_press, sync
     from transformers import DynamicCache
 
     torch.set_num_threads(a.threads)
-    _, model = load_model(None)
+    _, model = load_model(None, a.device, getattr(torch, a.dtype))
+    dev = model.device
 
     def timed(fn):
         fn()  # warm-up
@@ -69,6 +78,7 @@ def main():
         for _ in range(a.repeats):
             t0 = time.perf_counter()
             fn()
+            sync(model)
             times.append(time.perf_counter() - t0)
         return times
 
@@ -77,34 +87,39 @@ def main():
         press = make_press("finch", a.ratio, len(suffix))
         cache = DynamicCache()
         with BasePress.__call__(press, model):
-            model.model(input_ids=torch.tensor([ctx + suffix]), past_key_values=cache)
+            model.model(input_ids=torch.tensor([ctx + suffix], device=dev), past_key_values=cache)
 
     @torch.no_grad()
     def hf_prefill():
-        model.model(input_ids=torch.tensor([ctx]), past_key_values=DynamicCache())
+        model.model(input_ids=torch.tensor([ctx], device=dev), past_key_values=DynamicCache())
 
     theirs = {"kvpress finch": timed(kvpress_finch), "transformers prefill": timed(hf_prefill)}
     med = {k: statistics.median(v) for k, v in theirs.items()}
     f_ours, p_ours = ours["finch"]["median_s"], ours["none"]["median_s"]
     cpu = cpu_model()
+    where = f"CPU: {cpu}; {a.threads} threads"
+    if on_gpu:
+        where = f"GPU: {torch.cuda.get_device_name(dev)} (CUDA {torch.version.cuda}); host CPU: {cpu}"
     rows = [
         ("kvc finch", f_ours, ours["finch"]["times_s"]),
         ("kvpress FinchPress", med["kvpress finch"], theirs["kvpress finch"]),
         ("kvc plain prefill (none)", p_ours, ours["none"]["times_s"]),
         ("transformers plain prefill", med["transformers prefill"], theirs["transformers prefill"]),
     ]
-    fmt = lambda ts: ", ".join(f"{t:.2f}" for t in ts)
-    text = f"""# Compression speed on CPU: kvc Finch vs kvpress FinchPress
+    fmt = lambda ts: ", ".join(f"{t:.3g}" for t in ts)
+    title = "GPU" if on_gpu else "CPU"
+    dev_args = f" --device {a.device} --dtype {a.dtype}" if on_gpu or a.dtype != "float32" else ""
+    text = f"""# Compression speed on {title}: kvc Finch vs kvpress FinchPress
 
-- Command: `bench/speed/run.py --tokens {a.tokens} --ratio {a.ratio:g} --threads {a.threads} --repeats {a.repeats}`
-- Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; CPU: {cpu}; {a.threads} threads; load average {loadavg()}
+- Command: `bench/speed/run.py --tokens {a.tokens} --ratio {a.ratio:g} --threads {a.threads} --repeats {a.repeats}{dev_args}`
+- Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; {where}; load average {loadavg()}
 - Record {rec['id']} ({rec['family']}): {len(ctx)} context tokens + {len(suffix)} query tokens, ratio {a.ratio:g}x
   (kvc keeps {ours['finch']['kept']} tokens in {ours['finch']['chunks']} chunk(s) of its default 2048).
-- Model: SmolLM2-135M-Instruct (GGUF dequantized to float32) in both engines; the same token ids.
+- Model: SmolLM2-135M-Instruct (GGUF dequantized to {a.dtype}) in both engines, on {a.device}; the same token ids.
 
 | run | median s | runs (s) |
 |---|---:|---|
-""" + "".join(f"| {n} | {m:.2f} | {fmt(ts)} |\n" for n, m, ts in rows) + f"""
+""" + "".join(f"| {n} | {m:.3g} | {fmt(ts)} |\n" for n, m, ts in rows) + f"""
 - kvc Finch / kvpress FinchPress: **{f_ours / med['kvpress finch']:.2f}x** (target <= 0.67x)
 - kvc Finch / kvc plain prefill: **{f_ours / p_ours:.2f}x** (target <= 1.15x)
 - kvc plain prefill / transformers plain prefill: {p_ours / med['transformers prefill']:.2f}x
