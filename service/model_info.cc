@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "compressor/format/kvc_header.h"
+#include "compressor/methods/compression.h"
 
 namespace kvc {
 namespace {
@@ -41,7 +42,8 @@ const char* ShortDtype(const std::string& dtype) {
 
 }  // namespace
 
-std::vector<kvc::v1::MethodInfo> MethodCatalog() {
+std::vector<kvc::v1::MethodInfo> MethodCatalog(int64_t prefill_chunk) {
+  const std::string chunk = std::to_string(prefill_chunk);
   std::vector<kvc::v1::MethodInfo> methods = {
       Method("finch", true,
              {Option("chunk_tokens", "2048",
@@ -61,14 +63,14 @@ std::vector<kvc::v1::MethodInfo> MethodCatalog() {
               Option("keep_query", "false",
                      "Keep the query's own KV in the cache, counted in the budget (kvpress FinchPress parity; "
                      "true/false).")}),
-      Method("knorm", false, {ChunkTokens("512")}),
-      Method("none", false, {ChunkTokens("512")}),
+      Method("knorm", false, {ChunkTokens(chunk)}),
+      Method("none", false, {ChunkTokens(chunk)}),
       Method("random", false,
-             {ChunkTokens("512"),
+             {ChunkTokens(chunk),
               Option("seed", "0", "Seed of the uniform choice, an integer from 0 to 2^62; the same seed keeps the "
                                   "same entries.")}),
       Method("snapkv", false,
-             {ChunkTokens("512"),
+             {ChunkTokens(chunk),
               Option("window", "64",
                      "Observation window: the last N prefilled tokens (an integer from 1 to 1048576; with a query "
                      "the query is prefilled last and falls inside it), or \"query\" for exactly the query, which "
@@ -77,11 +79,11 @@ std::vector<kvc::v1::MethodInfo> MethodCatalog() {
               Option("pooling", "avg", "Pooling of the votes: avg or max."),
               Option("rows", "mean", "How the window rows' attention is aggregated: mean or sum.")}),
       Method("streaming_llm", false,
-             {ChunkTokens("512"),
+             {ChunkTokens(chunk),
               Option("n_sink", "4",
                      "Attention sinks: leading tokens always kept besides the most recent ones, an integer from 0 "
                      "to 1048576.")}),
-      Method("truncate", false, {ChunkTokens("512")}),
+      Method("truncate", false, {ChunkTokens(chunk)}),
   };
   std::sort(methods.begin(), methods.end(),
             [](const kvc::v1::MethodInfo& a, const kvc::v1::MethodInfo& b) { return a.name() < b.name(); });
@@ -110,7 +112,7 @@ kvc::v1::ModelInfo BuildModelInfo(const ModelRuntime& runtime, const CompressorL
   for (int64_t id : c.eos_token_ids) eos.insert(static_cast<int32_t>(id));
   if (std::optional<int32_t> e = runtime.tokenizer().eos_id()) eos.insert(*e);
   for (int32_t id : eos) info.add_eos_token_ids(id);
-  for (kvc::v1::MethodInfo& m : MethodCatalog()) *info.add_methods() = std::move(m);
+  for (kvc::v1::MethodInfo& m : MethodCatalog(AutoPrefillChunk(runtime.model()))) *info.add_methods() = std::move(m);
   kvc::v1::ServerLimits* l = info.mutable_limits();
   l->set_max_context_tokens(limits.max_context_tokens);
   l->set_max_query_tokens(limits.max_query_tokens);

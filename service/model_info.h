@@ -14,8 +14,9 @@
 namespace kvc {
 
 // Every method of KnownMethods(), sorted by name, with whether it scores with the query under its default
-// options and each option's name, default and description (the defaults the methods library applies).
-std::vector<kvc::v1::MethodInfo> MethodCatalog();
+// options and each option's name, default and description (the defaults the methods library applies;
+// prefill_chunk is AutoPrefillChunk of the model, the chunk_tokens default of the methods other than Finch).
+std::vector<kvc::v1::MethodInfo> MethodCatalog(int64_t prefill_chunk);
 
 kvc::v1::ModelInfo BuildModelInfo(const ModelRuntime& runtime, const CompressorLimits& limits);
 

@@ -75,6 +75,12 @@ class CompressionMethod {
   virtual absl::StatusOr<CompressionResult> Compress(const CompressionInput& input) const = 0;
 };
 
+// The default chunk_tokens of the methods other than Finch, whose prefill chunk sets how often cancellation
+// is checked and how much memory activations take, but not what is kept: 512 tokens on the CPU. On CUDA a
+// chunk costs a fixed ~15 ms of kernel launches and synchronization on a small model, so chunks are as long
+// as the model window, up to 8192 tokens.
+int64_t AutoPrefillChunk(const LlamaModel& model);
+
 // Validates the spec (method name, budget fields, option names and values) and builds the method.
 absl::StatusOr<std::unique_ptr<CompressionMethod>> CreateCompressionMethod(const CompressionSpec& spec);
 

@@ -109,9 +109,9 @@ class Finch : public MethodBase {
                                         : GroupMean(votes, Hkv);
     if (query_stays) {
       torch::Tensor pad = torch::full({Hkv, Q}, scores.max().item<float>() + 1, scores.options());
-      return SelectTopK(torch::cat({scores, pad}, 1).cpu(), k + Q, in.protected_prefix);
+      return SelectTopK(torch::cat({scores, pad}, 1), k + Q, in.protected_prefix);
     }
-    return SelectTopK(scores.cpu(), k, in.protected_prefix);
+    return SelectTopK(scores, k, in.protected_prefix);
   }
 
   FinchOptions o_;

@@ -11,7 +11,7 @@ class Knorm : public ScoredMethod {
 
  protected:
   torch::Tensor Score(const KvCache& cache, int64_t layer, int64_t) const override {
-    return -torch::linalg_vector_norm(cache.Keys(layer).to(torch::kFloat32), 2, {-1}).cpu();
+    return -torch::linalg_vector_norm(cache.Keys(layer).to(torch::kFloat32), 2, {-1});
   }
 };
 
@@ -19,7 +19,7 @@ class Knorm : public ScoredMethod {
 
 absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeKnorm(const CompressionSpec& spec) {
   KVC_ASSIGN_OR_RETURN(MethodOptions o, MethodOptions::Parse(spec.method, spec.options, {"chunk_tokens"}));
-  KVC_ASSIGN_OR_RETURN(int64_t chunk, o.Int("chunk_tokens", 512, 1, 1 << 20));
+  KVC_ASSIGN_OR_RETURN(int64_t chunk, o.Int("chunk_tokens", kAutoPrefillChunk, 1, 1 << 20));
   return std::unique_ptr<CompressionMethod>(new Knorm(spec, chunk));
 }
 

@@ -1,5 +1,6 @@
 #include "compressor/methods/method_base.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -98,8 +99,14 @@ absl::Status MethodBase::CheckCancelled(const CompressionInput& in) const {
   return absl::OkStatus();
 }
 
+int64_t AutoPrefillChunk(const LlamaModel& model) {
+  if (!model.device().is_cuda()) return 512;
+  return std::clamp<int64_t>(model.config().max_position_embeddings, 512, 8192);
+}
+
 absl::Status MethodBase::Prefill(const CompressionInput& in, const std::vector<int64_t>& ids, int64_t first_position,
                                  int64_t chunk, KvCache& cache, CompressionStats* stats) const {
+  if (chunk == kAutoPrefillChunk) chunk = AutoPrefillChunk(*in.model);
   const int64_t n = static_cast<int64_t>(ids.size());
   torch::Tensor all = torch::tensor(ids, torch::kInt64);
   for (int64_t start = 0; start < n; start += chunk) {

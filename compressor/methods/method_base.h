@@ -38,6 +38,7 @@ class MethodBase : public CompressionMethod {
   // it may run the suffix on top of it: in.prefilled itself is never written to.
   absl::StatusOr<KvCache> ContextCache(const CompressionInput& in, int64_t chunk, CompressionStats* stats) const;
   // Runs ids at positions [first_position, ...) into `cache` in chunks, polling keep_going between them.
+  // chunk == kAutoPrefillChunk picks AutoPrefillChunk(model).
   absl::Status Prefill(const CompressionInput& in, const std::vector<int64_t>& ids, int64_t first_position,
                        int64_t chunk, KvCache& cache, CompressionStats* stats) const;
   absl::Status CheckCancelled(const CompressionInput& in) const;
@@ -46,6 +47,9 @@ class MethodBase : public CompressionMethod {
 
   CompressionSpec spec_;
 };
+
+// The chunk_tokens fallback of the non-chunked methods: AutoPrefillChunk(model) at Compress time.
+inline constexpr int64_t kAutoPrefillChunk = 0;
 
 // Factories, one per method file.
 absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeFinch(const CompressionSpec& spec);

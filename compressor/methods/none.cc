@@ -25,7 +25,7 @@ class NoneMethod : public MethodBase {
 
 absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeNone(const CompressionSpec& spec) {
   KVC_ASSIGN_OR_RETURN(MethodOptions o, MethodOptions::Parse(spec.method, spec.options, {"chunk_tokens"}));
-  KVC_ASSIGN_OR_RETURN(int64_t chunk, o.Int("chunk_tokens", 512, 1, 1 << 20));
+  KVC_ASSIGN_OR_RETURN(int64_t chunk, o.Int("chunk_tokens", kAutoPrefillChunk, 1, 1 << 20));
   return std::unique_ptr<CompressionMethod>(new NoneMethod(spec, chunk));
 }
 

@@ -24,7 +24,7 @@ class RandomMethod : public ScoredMethod {
 
 absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeRandom(const CompressionSpec& spec) {
   KVC_ASSIGN_OR_RETURN(MethodOptions o, MethodOptions::Parse(spec.method, spec.options, {"chunk_tokens", "seed"}));
-  KVC_ASSIGN_OR_RETURN(int64_t chunk, o.Int("chunk_tokens", 512, 1, 1 << 20));
+  KVC_ASSIGN_OR_RETURN(int64_t chunk, o.Int("chunk_tokens", kAutoPrefillChunk, 1, 1 << 20));
   KVC_ASSIGN_OR_RETURN(int64_t seed, o.Int("seed", 0, 0, int64_t{1} << 62));
   return std::unique_ptr<CompressionMethod>(new RandomMethod(spec, chunk, seed));
 }

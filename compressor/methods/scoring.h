@@ -17,7 +17,8 @@ torch::Tensor WindowAttention(const torch::Tensor& queries, const torch::Tensor&
 // [H, n] -> [Hkv, n]: mean over the query heads of each GQA group.
 torch::Tensor GroupMean(const torch::Tensor& per_head, int64_t kv_heads);
 
-// Indices of the k highest scores per row of scores [Hkv, n], ascending (sequence order). Entries
+// Indices of the k highest scores per row of scores [Hkv, n], ascending (sequence order), on the scores'
+// device, so that selecting from a CUDA cache needs no round trip through the host. Entries
 // [0, protected_prefix) are always among them.
 torch::Tensor SelectTopK(torch::Tensor scores, int64_t k, int64_t protected_prefix);
 

@@ -17,7 +17,7 @@ namespace kvc {
 namespace {
 
 struct SnapKvOptions {
-  int64_t chunk = 512;
+  int64_t chunk = kAutoPrefillChunk;
   int64_t window = 64;  // -1: exactly the query
   int64_t kernel = 5;
   bool max_pool = false;
@@ -88,7 +88,7 @@ class SnapKv : public MethodBase {
         torch::Tensor pad = torch::full({scores.size(0), C - head}, scores.max().item<float>() + 1, scores.options());
         scores = torch::cat({scores, pad}, 1);
       }
-      kept.push_back(SelectTopK(scores.cpu(), k, in.protected_prefix));
+      kept.push_back(SelectTopK(scores, k, in.protected_prefix));
     }
     cache.Truncate(C);  // the query's KV
     for (int64_t l = 0; l < cache.num_layers(); ++l) GatherLayer(cache, l, kept[l], false, in.model->rope());
@@ -106,7 +106,7 @@ absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeSnapKv(const CompressionS
   KVC_ASSIGN_OR_RETURN(MethodOptions o,
                        MethodOptions::Parse(spec.method, spec.options, {"chunk_tokens", "window", "kernel", "pooling", "rows"}));
   SnapKvOptions s;
-  KVC_ASSIGN_OR_RETURN(s.chunk, o.Int("chunk_tokens", 512, 1, 1 << 20));
+  KVC_ASSIGN_OR_RETURN(s.chunk, o.Int("chunk_tokens", kAutoPrefillChunk, 1, 1 << 20));
   if (o.Has("window") && o.Raw("window") == "query") {
     s.window = -1;
   } else {

@@ -28,7 +28,7 @@ class StreamingLlm : public ScoredMethod {
 
 absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeStreamingLlm(const CompressionSpec& spec) {
   KVC_ASSIGN_OR_RETURN(MethodOptions o, MethodOptions::Parse(spec.method, spec.options, {"chunk_tokens", "n_sink"}));
-  KVC_ASSIGN_OR_RETURN(int64_t chunk, o.Int("chunk_tokens", 512, 1, 1 << 20));
+  KVC_ASSIGN_OR_RETURN(int64_t chunk, o.Int("chunk_tokens", kAutoPrefillChunk, 1, 1 << 20));
   KVC_ASSIGN_OR_RETURN(int64_t sinks, o.Int("n_sink", 4, 0, 1 << 20));
   return std::unique_ptr<CompressionMethod>(new StreamingLlm(spec, chunk, sinks));
 }

@@ -47,7 +47,7 @@ class TruncateMethod : public MethodBase {
 
 absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeTruncate(const CompressionSpec& spec) {
   KVC_ASSIGN_OR_RETURN(MethodOptions o, MethodOptions::Parse(spec.method, spec.options, {"chunk_tokens"}));
-  KVC_ASSIGN_OR_RETURN(int64_t chunk, o.Int("chunk_tokens", 512, 1, 1 << 20));
+  KVC_ASSIGN_OR_RETURN(int64_t chunk, o.Int("chunk_tokens", kAutoPrefillChunk, 1, 1 << 20));
   return std::unique_ptr<CompressionMethod>(new TruncateMethod(spec, chunk));
 }
 
