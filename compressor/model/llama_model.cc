@@ -127,7 +127,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(const ModelC
       freq_factors = f.to(torch::kFloat32);
     }
     KVC_ASSIGN_OR_RETURN(Rope rope, Rope::Create(config, freq_factors));
-    model->rope_.emplace(std::move(rope));
+    model->rope_.emplace(rope.OnDevice(model->device_));
 
     KVC_ASSIGN_OR_RETURN(model->embed_, LoadChecked(w, "model.embed_tokens.weight", {vocab, hidden}, dt, dev));
     KVC_ASSIGN_OR_RETURN(model->norm_, LoadChecked(w, "model.norm.weight", {hidden}, dt, dev));
@@ -243,13 +243,6 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
     is_causal = true;
   }
 
-  // On CUDA, a chunk that needs a mask (one after the first, or a sliding window) with grouped-query heads
-  // has no fused kernel: flash attention takes no mask and the memory-efficient kernel no GQA, so SDPA
-  // falls back to its math path, which materializes [H, n, past + n] scores in every layer, a cost that
-  // grows with the square of the context. Repeating K/V to all heads costs one copy of the cache per layer
-  // and keeps such chunks on the memory-efficient kernel. The CPU kernels handle masks with GQA.
-  const bool expand_kv = mask.has_value() && device_.is_cuda() && H != Hkv;
-
   ForwardOutput out;
   torch::Tensor x = embed_.index_select(0, tok);  // [n, hidden]
   for (int64_t l = 0; l < config_.num_layers; ++l) {
@@ -263,13 +256,9 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
     k = Rope::Apply(k, cos, sin);
     cache.Append(l, k, v, pos);
     torch::Tensor K = cache.Keys(l), V = cache.Values(l);  // [Hkv, past + n, D]
-    if (expand_kv) {
-      K = K.repeat_interleave(H / Hkv, 0);  // [H, past + n, D]
-      V = V.repeat_interleave(H / Hkv, 0);
-    }
     torch::Tensor attn = at::scaled_dot_product_attention(q.unsqueeze(0), K.unsqueeze(0), V.unsqueeze(0), mask,
                                                           /*dropout_p=*/0.0, is_causal, /*scale=*/std::nullopt,
-                                                          /*enable_gqa=*/H != Hkv && !expand_kv);  // [1, H, n, D]
+                                                          /*enable_gqa=*/H != Hkv);  // [1, H, n, D]
     if (options.capture_queries > 0) {
       out.queries.push_back(q.narrow(1, n - options.capture_queries, options.capture_queries).contiguous());
     }

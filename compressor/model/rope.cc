@@ -95,9 +95,20 @@ absl::StatusOr<Rope> Rope::Create(const ModelConfig& config, std::optional<torch
   return Rope(inv_freq.contiguous(), attention);
 }
 
+torch::Tensor Rope::inv_freq_on(const torch::Device& device) const {
+  if (inv_freq_device_.defined() && inv_freq_device_.device() == device) return inv_freq_device_;
+  return inv_freq_.to(device);
+}
+
+Rope Rope::OnDevice(const torch::Device& device) const {
+  Rope r = *this;
+  r.inv_freq_device_ = inv_freq_.to(device);
+  return r;
+}
+
 std::pair<torch::Tensor, torch::Tensor> Rope::CosSin(const torch::Tensor& positions,
                                                      torch::ScalarType dtype) const {
-  torch::Tensor inv = inv_freq_.to(positions.device());
+  torch::Tensor inv = inv_freq_on(positions.device());
   torch::Tensor freqs = positions.to(torch::kFloat32).unsqueeze(1) * inv.unsqueeze(0);  // [n, dim/2]
   torch::Tensor emb = torch::cat({freqs, freqs}, -1);
   torch::Tensor cos = emb.cos(), sin = emb.sin();

@@ -24,6 +24,11 @@ class Rope {
 
   // [head_dim / 2] float32 on CPU.
   const torch::Tensor& inv_freq() const { return inv_freq_; }
+  // inv_freq on `device`: a copy kept by OnDevice when it matches, else a fresh copy. On CUDA a fresh copy
+  // from pageable host memory waits until the GPU's queue drains, so hot paths want the kept one.
+  torch::Tensor inv_freq_on(const torch::Device& device) const;
+  // This Rope with inv_freq also kept on `device` (its model's).
+  Rope OnDevice(const torch::Device& device) const;
   // Multiplies cos and sin (yarn's attention factor; 1 otherwise).
   double attention_scaling() const { return attention_scaling_; }
 
@@ -40,6 +45,7 @@ class Rope {
       : inv_freq_(std::move(inv_freq)), attention_scaling_(attention_scaling) {}
 
   torch::Tensor inv_freq_;
+  torch::Tensor inv_freq_device_;  // inv_freq_ on the device of OnDevice; undefined otherwise
   double attention_scaling_;
 };
 
