@@ -157,7 +157,10 @@ int main(int argc, char** argv) {
         if ((*model)->device().is_cuda()) torch::cuda::synchronize();
         nlohmann::json out = {{"id", rec["id"]}, {"family", rec["family"]}, {"chars", rec["chars"]},
                               {"context_tokens", n}, {"method", method}, {"ratio", ratio}, {"engine", "kvc"}};
-        if (!(*model)->device().is_cpu()) out["device"] = (*model)->device().str();
+        if (!(*model)->device().is_cpu()) {
+          out["device"] = (*model)->device().str();
+          out["dtype"] = c10::toString((*model)->dtype());
+        }
         if (!compressed.ok()) {
           out["error"] = compressed.status().ToString();
           std::cout << out.dump() << std::endl;

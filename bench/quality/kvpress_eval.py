@@ -223,7 +223,7 @@ def main(argv: list[str]) -> int:
                 out = {"id": rec["id"], "family": rec["family"], "chars": rec["chars"], "context_tokens": len(ctx),
                        "method": name, "ratio": ratio, "engine": "kvpress"}
                 if a.device != "cpu":
-                    out["device"] = a.device
+                    out["device"], out["dtype"] = a.device, a.dtype
                 try:
                     r = run_one(model, name, ratio, ctx, suffix, im_end, stop, a.max_new_tokens)
                     text = tok.decode(r.pop("generated"), skip_special_tokens=True)

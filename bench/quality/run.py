@@ -105,6 +105,7 @@ class Runner:
         self.results: list[dict] = []
         self.failures: list[str] = []
         self.stage_seconds: dict[str, float] = {}
+        self.carried = 0  # rows kept from an earlier run (--resume)
 
     def run(self, stage: str, cmd: list[str], part: str | None) -> list[dict]:
         log(f"{stage}: {shlex.join(cmd)}")
@@ -144,6 +145,7 @@ class Runner:
         self.sink.write(json.dumps({k: v for k, v in rec.items() if k != "_part"}) + "\n")
         self.sink.flush()
         self.results.append(dict(rec, _part=part))
+        self.carried += 1
 
     def close(self) -> None:
         self.sink.close()
@@ -199,8 +201,8 @@ def table(results: list[dict], a: argparse.Namespace) -> list[str]:
     for r in results:
         rows[(r["engine"], r["method"], float(r["ratio"]))].append(r)
     any_err = len(ok) != len(results)
-    head = ["method"] + families + [bucket_label(b) for b in buckets] + ["overall", "n", "mean compress_s",
-                                                                        "mean decode_s", "mean kept"]
+    head = ["method"] + families + [bucket_label(b) for b in buckets] + ["overall", "n", "mean compress_s (CPU)",
+                                                                        "mean decode_s (CPU)", "mean kept"]
     if any_err:
         head.append("errors")
     L = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
@@ -214,7 +216,8 @@ def table(results: list[dict], a: argparse.Namespace) -> list[str]:
         overall = f"{100 * c / len(rs):.0f}% ({c}/{len(rs)})" if rs else "-"
         cols = [row_label(row)] + [cell([r for r in rs if r["family"] == f]) for f in families]
         cols += [cell([r for r in rs if bucket(r["chars"]) == b]) for b in buckets]
-        cols += [overall, str(len(rs)), mean([r["compress_s"] for r in rs]), mean([r["decode_s"] for r in rs]),
+        timed = [r for r in rs if not r.get("device")]  # seconds from this CPU only
+        cols += [overall, str(len(rs)), mean([r["compress_s"] for r in timed]), mean([r["decode_s"] for r in timed]),
                  mean([r["kept"] for r in rs], 0)]
         if any_err:
             cols.append(str(len(rows[row]) - len(rs)))
@@ -279,11 +282,20 @@ def render(a, cmdline: str, runner: Runner, n_short: int, n_long: int, load_befo
              "new tokens; correct = any answer in the output, case-insensitive")
     L.append(f"- Versions: {versions(a.python)}")
     L.append("- Stage wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in runner.stage_seconds.items()))
+    if runner.carried:
+        L.append(f"- {runner.carried} of {len(res)} rows were carried from earlier runs (--resume); the date, load "
+                 "and versions above are this run's")
     if runner.failures:
         L.append(f"- **Failures:** {'; '.join(runner.failures)}")
     n_err = sum("error" in r for r in res)
     if n_err:
         L.append(f"- **{n_err} runs reported an error** (see the jsonl); they are left out of the accuracy")
+    elsewhere = collections.Counter((r["engine"], f"{r['device']} {r.get('dtype', '')}".strip())
+                                    for r in res if r.get("device"))
+    if elsewhere:
+        L.append("- Rows computed on another device than this CPU (a `device` field in the jsonl; accuracy only, "
+                 "their seconds are left out of the timing table): "
+                 + ", ".join(f"{n} {e} rows on {d}" for (e, d), n in sorted(elsewhere.items())))
     L.append(f"- Raw results: `{a.jsonl}`")
     L.append("")
     L.append(f"## Short records (context <= {a.max_context_tokens} tokens)")
@@ -299,7 +311,8 @@ def render(a, cmdline: str, runner: Runner, n_short: int, n_long: int, load_befo
     L.append("")
     L.append("## Mean seconds per record, compress + decode, by size")
     L.append("")
-    L += timing_table(res, a) if res else ["(no results)"]
+    on_cpu = [r for r in res if not r.get("device")]
+    L += timing_table(on_cpu, a) if on_cpu else ["(no results)"]
     L.append("")
     kvc_opts = ", ".join(f"`{o}`" for o in a.option) or "none (defaults)"
     L += [
