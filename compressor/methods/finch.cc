@@ -54,6 +54,8 @@ class Finch : public MethodBase {
     KvCache cache = model.NewCache();
     torch::Tensor context = torch::tensor(in.context, torch::kInt64);
     torch::Tensor query = torch::tensor(in.suffix, torch::kInt64);
+    // Positions are made on the model's device: a copy from pageable host memory would wait for the GPU.
+    const auto on_device = torch::TensorOptions().dtype(torch::kInt64).device(model.device());
     int64_t next = 0;  // rotary position where the next chunk starts
     for (int64_t start = 0; start < C; start += chunk) {
       KVC_RETURN_IF_ERROR(CheckCancelled(in));
@@ -65,16 +67,16 @@ class Finch : public MethodBase {
       } else {
         const int64_t kept_before = cache.length();
         KVC_RETURN_IF_ERROR(
-            model.Forward(context.narrow(0, start, len), torch::arange(next, next + len, torch::kInt64), cache).status());
-        cache.SetPositions(kept_before, torch::arange(start, start + len, torch::kInt64));
+            model.Forward(context.narrow(0, start, len), torch::arange(next, next + len, on_device), cache).status());
+        cache.SetPositions(kept_before, torch::arange(start, start + len, on_device));
       }
       next += len;
       const int64_t scored = cache.length();  // kept + chunk
       ForwardOptions fo;
       fo.capture_queries = Q;
       KVC_ASSIGN_OR_RETURN(ForwardOutput out,
-                           model.Forward(query, torch::arange(next, next + Q, torch::kInt64), cache, fo));
-      cache.SetPositions(scored, torch::arange(C, C + Q, torch::kInt64));
+                           model.Forward(query, torch::arange(next, next + Q, on_device), cache, fo));
+      cache.SetPositions(scored, torch::arange(C, C + Q, on_device));
       // The kept count grows with the text seen so far, so that the last step lands on the budget.
       int64_t k = last ? k_ctx : static_cast<int64_t>(std::ceil(static_cast<double>(k_ctx) * (start + len) / C));
       k = std::max(k, std::min(in.protected_prefix, scored));
