@@ -131,6 +131,13 @@ TEST_P(MethodsGpuTest, CudaCacheRoundTripsAndDecodes) {
   EXPECT_EQ(*want, *got);
 }
 
+TEST_F(MethodsGpuTest, PrefillChunksSpanTheWindowOnCuda) {
+  const LlamaModel& model = *models_->cuda_bf16;
+  EXPECT_EQ(AutoPrefillChunk(model), std::clamp<int64_t>(model.config().max_position_embeddings, 512, 8192));
+  CompressionResult r = Run("none", &model);
+  EXPECT_EQ(r.stats.chunk_seconds.size(), 1u);  // 600 tokens, one chunk
+}
+
 INSTANTIATE_TEST_SUITE_P(AllMethods, MethodsGpuTest,
                          ::testing::Values("finch", "snapkv", "knorm", "streaming_llm", "random", "truncate", "none"),
                          [](const auto& info) { return info.param; });

@@ -105,6 +105,22 @@ TEST_F(MethodsTest, NoneKeepsEverything) {
   EXPECT_EQ(r->cache.next_position(), 50);
 }
 
+TEST_F(MethodsTest, PrefillChunksDefaultTo512TokensOnTheCpu) {
+  EXPECT_EQ(AutoPrefillChunk(*model_), 512);
+  // 1100 context tokens in chunks of 512 or 100; truncate at 2x prefills only the 550 tokens it keeps.
+  for (const char* method : {"none", "snapkv", "knorm", "streaming_llm", "random", "truncate"}) {
+    const bool truncate = std::string(method) == "truncate";
+    CompressionSpec s = Spec(method, std::string(method) == "none" ? 0 : 2);
+    auto r = Run(s, Input(1100, 16));
+    ASSERT_TRUE(r.ok()) << method << ": " << r.status();
+    EXPECT_EQ(r->stats.chunk_seconds.size(), truncate ? 2u : 3u) << method;
+    s.options["chunk_tokens"] = "100";
+    r = Run(s, Input(1100, 16));
+    ASSERT_TRUE(r.ok()) << method << ": " << r.status();
+    EXPECT_EQ(r->stats.chunk_seconds.size(), truncate ? 6u : 11u) << method;
+  }
+}
+
 TEST_F(MethodsTest, StreamingLlmKeepsSinksAndRecentTokens) {
   auto r = Run(Spec("streaming_llm", 10, {{"n_sink", "4"}}), Input(200, 0));
   ASSERT_TRUE(r.ok()) << r.status();
