@@ -17,6 +17,14 @@ namespace {
 
 double SecondsSince(absl::Time start) { return absl::ToDoubleSeconds(absl::Now() - start); }
 
+// Why the call's work should stop now, `phase` saying where it was; OK to go on. The deadline comes first,
+// since gRPC also marks an expired call as cancelled.
+absl::Status StopStatus(const CacheBuildInput& in, absl::string_view phase) {
+  if (absl::Now() >= in.deadline) return absl::DeadlineExceededError(absl::StrCat("deadline passed ", phase));
+  if (in.cancelled && in.cancelled()) return absl::CancelledError(absl::StrCat("call cancelled ", phase));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 struct CacheBuilder::Work {
@@ -46,7 +54,9 @@ void CacheBuilder::Build(CacheBuildInput input, BuildDone done) const {
     // is too small for it, which is what RESOURCE_EXHAUSTED tells a client.
     submitted = absl::ResourceExhaustedError(submitted.message());
   }
-  if (!submitted.ok()) work->done(submitted);
+  if (!submitted.ok()) return work->done(submitted);
+  // `work` may be done already; the hold touches nothing of it.
+  ReachPausePoint(pause_points_, pause_point::kCompressQueued);
 }
 
 void CacheBuilder::RunJob(const std::shared_ptr<Work>& work, const JobStart& start) const {
@@ -76,9 +86,9 @@ void CacheBuilder::RunJob(const std::shared_ptr<Work>& work, const JobStart& sta
   ci.protected_prefix = work->prefix_tokens;
   ci.suffix = std::move(in.suffix);
   ci.prefilled = composed.has_value() ? &*composed : nullptr;
-  const absl::Time deadline = in.deadline;
-  ci.keep_going = [cancelled = in.cancelled, deadline] {
-    return !(cancelled && cancelled()) && absl::Now() < deadline;
+  ci.keep_going = [&in, points = pause_points_] {
+    ReachPausePoint(points, pause_point::kCompressPrefillChunk);
+    return StopStatus(in, "").ok();
   };
   const absl::Time compress_start = absl::Now();
   absl::StatusOr<CompressionResult> result = in.method->Compress(ci);
@@ -86,13 +96,14 @@ void CacheBuilder::RunJob(const std::shared_ptr<Work>& work, const JobStart& sta
   composed.reset();
   if (!result.ok()) {
     if (absl::IsCancelled(result.status())) {
-      if (absl::Now() >= deadline) {
-        return work->done(
-            absl::DeadlineExceededError("deadline passed during compression, which stopped at the next chunk"));
-      }
-      return work->done(absl::CancelledError("call cancelled during compression, which stopped at the next chunk"));
+      absl::Status stop = StopStatus(in, "during the prefill, which stopped at the next chunk");
+      return work->done(stop.ok() ? result.status() : stop);
     }
     return work->done(QualifySpecError(result.status()));
+  }
+  ReachPausePoint(pause_points_, pause_point::kCompressCompressed);
+  if (absl::Status stop = StopStatus(in, "after the selection, before serializing"); !stop.ok()) {
+    return work->done(stop);
   }
   const std::vector<double>& chunks = result->stats.chunk_seconds;
   const double chunk_seconds = std::accumulate(chunks.begin(), chunks.end(), 0.0);
@@ -120,12 +131,20 @@ void CacheBuilder::SerializeAndStore(const std::shared_ptr<Work>& work) const {
   provenance.tokens_in = static_cast<uint64_t>(work->tokens_in);
   provenance.prefix_tokens = static_cast<uint64_t>(work->prefix_tokens);
 
+  ReachPausePoint(pause_points_, pause_point::kCompressSerialize);
   absl::Time t = absl::Now();
   absl::StatusOr<std::string> bytes = EncodeKvCache(work->result->cache, provenance, in.encode);
   work->timings.set_serialize_seconds(SecondsSince(t));
   work->result.reset();  // the tensors are no longer needed; free them before the store call
   if (!bytes.ok()) return work->done(bytes.status());
+  if (absl::Status stop = StopStatus(in, "while serializing; nothing was stored"); !stop.ok()) {
+    return work->done(stop);
+  }
 
+  ReachPausePoint(pause_points_, pause_point::kCompressStore);
+  if (absl::Status stop = StopStatus(in, "before the store write; nothing was stored"); !stop.ok()) {
+    return work->done(stop);
+  }
   t = absl::Now();
   absl::Status put = store_->Put(in.cache_id, *bytes);
   const double put_seconds = SecondsSince(t);
@@ -134,6 +153,10 @@ void CacheBuilder::SerializeAndStore(const std::shared_ptr<Work>& work) const {
     metrics_->RecordStore("put", store_backend_, static_cast<int64_t>(bytes->size()), put_seconds);
   }
   if (!put.ok()) return work->done(put);
+  // The Put is atomic, so a stop that came during it leaves a whole cache, which later requests can use.
+  if (absl::Status stop = StopStatus(in, "during the store write; the complete cache was kept"); !stop.ok()) {
+    return work->done(stop);
+  }
 
   absl::StatusOr<KvcHeader> header = KvcReader::ReadHeader(*bytes);
   if (!header.ok()) return work->done(absl::InternalError(absl::StrCat("written cache does not read back: ",

@@ -3,8 +3,13 @@
 // to prefill as its cost; serialization and the store Put run on the role's Executor. Also the lookup that
 // answers a repeated request from the store with no model work.
 //
-// Ownership: borrows the runtime, scheduler, executor, store and metrics (nullable); they must outlive
-// every Build's `done` call.
+// Cancellation and deadlines are checked before the job starts, between prefill chunks, after the
+// selection, after serializing and around the store Put, so that a call stopped in any phase ends as
+// CANCELLED or DEADLINE_EXCEEDED. A call stopped before the Put stores nothing; one stopped during the Put
+// leaves the complete cache it wrote (a later identical request finds it), and still reports the stop.
+//
+// Ownership: borrows the runtime, scheduler, executor, store, metrics and pause points (both nullable);
+// they must outlive every Build's `done` call.
 // Thread safety: Build and FindStoredCache may be called from any thread at once.
 #ifndef KVC_SERVICE_CACHE_BUILDER_H_
 #define KVC_SERVICE_CACHE_BUILDER_H_
@@ -25,6 +30,7 @@
 #include "service/executor.h"
 #include "service/metrics.h"
 #include "service/model_runtime.h"
+#include "service/pause_points.h"
 #include "service/scheduler.h"
 #include "service/store/cache_store.h"
 
@@ -52,11 +58,11 @@ using BuildDone = std::function<void(absl::StatusOr<kvc::v1::CacheInfo>)>;
 
 class CacheBuilder {
  public:
-  // `store_backend`: the kvc_store_seconds label.
+  // `store_backend`: the kvc_store_seconds label. `pause_points`: the test hook (pause_points.h), or null.
   CacheBuilder(const ModelRuntime* runtime, Scheduler* scheduler, Executor* executor, CacheStore* store,
-               ServiceMetrics* metrics, std::string store_backend)
+               ServiceMetrics* metrics, std::string store_backend, const PausePoints* pause_points = nullptr)
       : runtime_(runtime), scheduler_(scheduler), executor_(executor), store_(store), metrics_(metrics),
-        store_backend_(std::move(store_backend)) {}
+        store_backend_(std::move(store_backend)), pause_points_(pause_points) {}
 
   // Queues the work and returns; `done` is called exactly once: on a scheduler or executor thread, or on
   // the calling thread when the job is refused. Errors: RESOURCE_EXHAUSTED when the queue is full (or the
@@ -84,6 +90,7 @@ class CacheBuilder {
   CacheStore* const store_;
   ServiceMetrics* const metrics_;
   const std::string store_backend_;
+  const PausePoints* const pause_points_;
 };
 
 }  // namespace kvc

@@ -35,6 +35,7 @@ std::string CanonicalSpecJson(const CacheIdInput& in) {
   nlohmann::json spec = {{"method", in.method},
                          {"options", nlohmann::json(in.options)},
                          {"dtype", KvcDtypeName(in.dtype)},
+                         {"compute_dtype", in.compute_dtype},
                          {"codec", KvcCodecName(in.codec)}};
   if (in.ratio) spec["ratio"] = *in.ratio;
   if (in.target_tokens) spec["target_tokens"] = *in.target_tokens;
@@ -46,6 +47,7 @@ absl::StatusOr<std::string> ComputeCacheId(const CacheIdInput& in) {
     return absl::InvalidArgumentError("fingerprint: expected 64 lowercase hex characters");
   }
   if (in.ratio && in.target_tokens) return absl::InvalidArgumentError("spec: both ratio and target_tokens");
+  if (in.compute_dtype.empty()) return absl::InvalidArgumentError("compute_dtype: empty");
   const bool from_caches = !in.document_cache_ids.empty();
   if (from_caches == !in.context.empty()) {
     return absl::InvalidArgumentError("context: give either token ids or document cache ids");

@@ -25,6 +25,10 @@ struct CacheIdInput {
   std::map<std::string, std::string> options;  // as given; defaults are not filled in
   KvcDtype dtype = KvcDtype::kF32;
   KvcCodec codec = KvcCodec::kNone;
+  // The dtype the model computed in ("float32", "bfloat16", "float16"): it changes the stored values and
+  // can change which entries are kept, so servers of different dtypes sharing a store never swap caches.
+  // The device is left out: CPU and CUDA in one dtype differ by floating-point noise only.
+  std::string compute_dtype = "float32";
   // The context: either token ids ([prefix][documents], with the protected prefix length) or, when it is
   // composed from precomputed caches, their ids in order (then `context` must be empty).
   int64_t protected_prefix = 0;
@@ -35,7 +39,8 @@ struct CacheIdInput {
 };
 
 // The canonical spec JSON that enters the hash, e.g.
-// {"codec":"none","dtype":"f32","method":"finch","options":{"chunk_tokens":"512"},"ratio":8.0}
+// {"codec":"none","compute_dtype":"float32","dtype":"f32","method":"finch","options":{"chunk_tokens":"512"},
+//  "ratio":8.0}
 std::string CanonicalSpecJson(const CacheIdInput& in);
 
 // 64 lowercase hex characters. INVALID_ARGUMENT for a malformed fingerprint or referenced id, both or

@@ -23,8 +23,9 @@ CacheIdInput Finch() {
 
 TEST(CacheIdTest, MatchesTheDocumentedLayout) {
   EXPECT_EQ(CanonicalSpecJson(Finch()),
-            R"({"codec":"none","dtype":"f32","method":"finch","options":{"chunk_tokens":"512"},"ratio":8.0})");
-  EXPECT_EQ(*ComputeCacheId(Finch()), "07e08b770f9a10231195bc1f1f34df1d19e53c2c72c490dfa6475935e666b613");
+            R"({"codec":"none","compute_dtype":"float32","dtype":"f32","method":"finch","options":{"chunk_tokens":"512"},)"
+            R"("ratio":8.0})");
+  EXPECT_EQ(*ComputeCacheId(Finch()), "cca1e401882d93a28ca2ddfbfd581012743cadd10536ed07fc6cbdb4cedcf7a9");
 
   CacheIdInput composed;
   composed.fingerprint = kFingerprint;
@@ -37,7 +38,7 @@ TEST(CacheIdTest, MatchesTheDocumentedLayout) {
     composed.document_cache_ids[0] += "ab";
     composed.document_cache_ids[1] += "cd";
   }
-  EXPECT_EQ(*ComputeCacheId(composed), "e51c4eb88c731fc38e356a262d1b7b5b83a66a17c3185dc8aaacff474ae3658a");
+  EXPECT_EQ(*ComputeCacheId(composed), "7335d8b32de5c3ab9738938b2a9e4fd857a1c0db4d2b27412f0b45cfc6db129d");
 }
 
 TEST(CacheIdTest, EverythingThatChangesTheBytesChangesTheId) {
@@ -53,6 +54,7 @@ TEST(CacheIdTest, EverythingThatChangesTheBytesChangesTheId) {
   EXPECT_TRUE(changed([](CacheIdInput& in) { in.options["chunk_tokens"] = "256"; }));
   EXPECT_TRUE(changed([](CacheIdInput& in) { in.dtype = KvcDtype::kBF16; }));
   EXPECT_TRUE(changed([](CacheIdInput& in) { in.codec = KvcCodec::kZstd; }));
+  EXPECT_TRUE(changed([](CacheIdInput& in) { in.compute_dtype = "bfloat16"; }));
   EXPECT_TRUE(changed([](CacheIdInput& in) { in.protected_prefix = 2; }));
   EXPECT_TRUE(changed([](CacheIdInput& in) { in.context.back() = 6; }));
   EXPECT_TRUE(changed([](CacheIdInput& in) { in.query.push_back(1); }));
@@ -72,6 +74,7 @@ TEST(CacheIdTest, RefusesMalformedInput) {
   };
   EXPECT_EQ(code([](CacheIdInput& in) { in.fingerprint = "XYZ"; }), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(code([](CacheIdInput& in) { in.target_tokens = 4; }), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code([](CacheIdInput& in) { in.compute_dtype.clear(); }), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(code([](CacheIdInput& in) { in.document_cache_ids = {std::string(64, 'a')}; }),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(code([](CacheIdInput& in) { in.context.clear(); }), absl::StatusCode::kInvalidArgument);

@@ -218,6 +218,7 @@ CacheIdInput CacheIdBase(const ModelRuntime& runtime, const CompressionSpec& spe
   in.options = spec.options;
   in.dtype = dtype;
   in.codec = codec;
+  in.compute_dtype = runtime.dtype();
   return in;
 }
 

@@ -107,7 +107,7 @@ absl::StatusOr<EncodedContext> EncodeRequestContext(
 // OUT_OF_RANGE naming `field` when `tokens` exceeds max_context_tokens (0: no limit).
 absl::Status CheckContextLength(int64_t tokens, int64_t max_context_tokens, absl::string_view field);
 
-// The spec and storage part of a cache id; the caller adds the context and the query.
+// The spec, storage and compute dtype part of a cache id; the caller adds the context and the query.
 CacheIdInput CacheIdBase(const ModelRuntime& runtime, const CompressionSpec& spec, KvcDtype dtype,
                          KvcCodec codec);
 

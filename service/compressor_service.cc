@@ -124,6 +124,7 @@ class CompressCall final : public CallBase, public std::enable_shared_from_this<
     KVC_RETURN_IF_ERROR(StopReason(ctx_, deadline_));
     const ModelRuntime& runtime = *service_->runtime_;
     const CompressorLimits& limits = service_->options_.limits;
+    ReachPausePoint(service_->options_.pause_points, pause_point::kCompressTokenize);
     const absl::Time tokenize_start = absl::Now();
     CacheIdInput id_input = CacheIdBase(runtime, spec_.spec, dtype_, codec_);
     std::vector<int64_t> suffix;
@@ -144,12 +145,14 @@ class CompressCall final : public CallBase, public std::enable_shared_from_this<
     }
     id_input.query = suffix;
     tokenize_seconds_ = SecondsSince(tokenize_start);
+    KVC_RETURN_IF_ERROR(StopReason(ctx_, deadline_));
 
     KVC_ASSIGN_OR_RETURN(cache_id_, ComputeCacheId(id_input));
     KVC_ASSIGN_OR_RETURN(std::optional<CacheInfo> stored,
                          service_->builder_->FindStoredCache(cache_id_, &store_seconds_));
     if (service_->metrics_ != nullptr) service_->metrics_->RecordCacheLookup(stored.has_value());
     if (stored.has_value()) {
+      KVC_RETURN_IF_ERROR(StopReason(ctx_, deadline_));
       response_->set_cache_id(cache_id_);
       response_->set_cache_hit(true);
       *response_->mutable_info() = *std::move(stored);
@@ -264,6 +267,7 @@ class PrecomputeCall final : public CallBase, public std::enable_shared_from_thi
   absl::Status Tokenize() {
     KVC_RETURN_IF_ERROR(StopReason(ctx_, deadline_));
     const ModelRuntime& runtime = *service_->runtime_;
+    ReachPausePoint(service_->options_.pause_points, pause_point::kCompressTokenize);
     absl::Time start = absl::Now();
     KVC_ASSIGN_OR_RETURN(std::vector<int64_t> prefix,
                          EncodeRequestPrefix(runtime, OptionalSystemPrompt(request_->has_system_prompt(),
@@ -286,7 +290,7 @@ class PrecomputeCall final : public CallBase, public std::enable_shared_from_thi
       start = absl::Now();
       items_.push_back(std::move(item));
     }
-    return absl::OkStatus();
+    return StopReason(ctx_, deadline_);
   }
 
   // Works through the documents from next_: hits are answered in this loop; a miss hands over to the
@@ -366,7 +370,7 @@ absl::StatusOr<std::unique_ptr<CompressorServiceImpl>> CompressorServiceImpl::Cr
   KVC_ASSIGN_OR_RETURN(std::unique_ptr<Executor> executor, Executor::Create(options.executor));
   auto builder = std::make_unique<CacheBuilder>(
       runtime, scheduler, executor.get(), store, metrics,
-      options.store_backend.empty() ? store->backend() : options.store_backend);
+      options.store_backend.empty() ? store->backend() : options.store_backend, options.pause_points);
   kvc::v1::ModelInfo info = BuildModelInfo(*runtime, l);
   return std::unique_ptr<CompressorServiceImpl>(new CompressorServiceImpl(
       runtime, store, metrics, options, std::move(builder), std::move(executor), std::move(info)));

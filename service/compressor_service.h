@@ -10,7 +10,9 @@
 //      the referenced document_cache_ids;
 //   3. a Scheduler job (cost: the tokens to prefill) composes and compresses; the Executor then serializes
 //      the result and stores it (CacheBuilder).
-// Cancellation and deadlines stop a call before its job starts and between prefill chunks. Precompute
+// Cancellation and deadlines stop a call in whatever phase they find it: after tokenizing, while it is
+// queued, between prefill chunks, after the selection, after serializing and around the store write
+// (CacheBuilder); the call ends as CANCELLED or DEADLINE_EXCEEDED and stores no partial cache. Precompute
 // checks every document before any work, then makes one cache per document in order.
 //
 // Ownership: borrows the runtime, the scheduler, the store and the metrics (nullable), which must outlive
@@ -34,6 +36,7 @@
 #include "service/executor.h"
 #include "service/metrics.h"
 #include "service/model_runtime.h"
+#include "service/pause_points.h"
 #include "service/scheduler.h"
 #include "service/store/cache_store.h"
 
@@ -47,6 +50,8 @@ struct CompressorServiceOptions {
   std::string store_backend;
   // Threads and queue of the executor that tokenizes, hashes, serializes and calls the store.
   ExecutorOptions executor;
+  // The test hook that holds calls at named points (pause_points.h); null in service. Borrowed.
+  const PausePoints* pause_points = nullptr;
 };
 
 class CompressorServiceImpl final : public kvc::v1::Compressor::CallbackService {

@@ -293,6 +293,7 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
   // On the executor: fetch and decode the caches, tokenize the query, check the window, then queue the job.
   void Load() {
     const GeneratorServiceImpl& svc = *service_;
+    ReachPausePoint(svc.options_.pause_points, pause_point::kGenerateLoad);
     for (int i = 0; i < request_.cache_ids_size(); ++i) {
       if (Stopped()) return Complete(StopStatus());
       const Clock::time_point t = Clock::now();
@@ -306,6 +307,7 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
       loaded_.push_back(std::move(*loaded));
     }
 
+    ReachPausePoint(svc.options_.pause_points, pause_point::kGenerateTokenize);
     const Clock::time_point t_tokenize = Clock::now();
     if (request_.has_query()) {
       absl::StatusOr<std::vector<int64_t>> suffix = svc.runtime_->EncodeSuffix(request_.query());
@@ -335,8 +337,10 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
       Unref();
       // A request larger than the whole queue can never be admitted: that is the queue's limit too.
       if (absl::IsInvalidArgument(submitted)) submitted = absl::ResourceExhaustedError(submitted.message());
-      Complete(submitted);
+      return Complete(submitted);
     }
+    // The executor task's reference keeps the call alive through the hold.
+    ReachPausePoint(svc.options_.pause_points, pause_point::kGenerateQueued);
   }
 
   // The window check of kvc::Generator, made before the request takes a place in the queue: positions used
@@ -379,7 +383,10 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
     request.caches = {&*composed};
     request.suffix = std::move(suffix_);
     request.sampling = sampling_;
-    request.keep_going = [this] { return !Stopped(); };
+    request.keep_going = [this, points = svc.options_.pause_points] {
+      ReachPausePoint(points, pause_point::kGenerateDecodeStep);
+      return !Stopped();
+    };
     int64_t generated = 0;
     double ttft = 0;
     absl::StatusOr<GenerationResult> result =
@@ -410,6 +417,7 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
     t->set_decode_seconds(result->timings.decode_seconds);
     t->set_mean_seconds_per_token(result->timings.mean_seconds_per_token);
     t->set_total_seconds(Seconds(arrival_, Clock::now()));
+    ReachPausePoint(svc.options_.pause_points, pause_point::kGenerateStream);
     Complete(absl::OkStatus(), std::move(usage));
   }
 

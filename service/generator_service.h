@@ -9,9 +9,10 @@
 // Tokens are streamed with at most one write in flight. The decoding thread never waits for the client:
 // tokens produced while a write is in flight are coalesced into the next TextDelta, so a slow reader costs
 // one growing message, not a queue of them or a stalled device. The stream ends with one Usage message and
-// OK. Cancellation and deadlines are checked before loading each cache, before the job starts, before the
-// prompt prefill and between decode steps; a cancelled call is finished at once and its decoding stops at
-// the next step.
+// OK. Cancellation and deadlines are checked before loading each cache, after tokenizing, before the job
+// starts, before the prompt prefill and between decode steps; a cancelled call (or one whose deadline
+// passed) is finished at once with CANCELLED (DEADLINE_EXCEEDED), even after its last token, and its
+// decoding stops at the next step.
 //
 // Ownership: borrows the runtime, the scheduler, the store and the metrics (nullable), which must outlive
 // the service. Owns its executor and generator.
@@ -36,6 +37,7 @@
 #include "service/executor.h"
 #include "service/metrics.h"
 #include "service/model_runtime.h"
+#include "service/pause_points.h"
 #include "service/scheduler.h"
 #include "service/store/cache_store.h"
 
@@ -48,6 +50,8 @@ struct GeneratorServiceOptions {
   ExecutorOptions executor;
   // Passed to kvc::Generator (suffix prefill chunking).
   GeneratorOptions generator;
+  // The test hook that holds calls at named points (pause_points.h); null in service. Borrowed.
+  const PausePoints* pause_points = nullptr;
 };
 
 class GeneratorServiceImpl final : public kvc::v1::Generator::CallbackService {

@@ -20,6 +20,7 @@
 #include "service/generator_service.h"
 #include "service/metrics.h"
 #include "service/model_runtime.h"
+#include "service/pause_points.h"
 #include "service/request_interceptor.h"
 #include "service/role_gate.h"
 #include "service/scheduler.h"
@@ -68,6 +69,11 @@ absl::Status KvcServer::Init() {
     KVC_ASSIGN_OR_RETURN(exposer_, StartMetricsExposer(config_.metrics_listen, registry_));
     auto ports = exposer_->GetListeningPorts();
     if (!ports.empty()) metrics_port_ = ports.front();
+  }
+
+  if (!config_.test_pause_dir.empty()) {
+    KVC_ASSIGN_OR_RETURN(pause_points_, PausePoints::Create(config_.test_pause_dir));
+    log_->Warn("test pause points are on; calls may be held", {{"dir", config_.test_pause_dir}});
   }
 
   StoreOptions store_options;
@@ -158,6 +164,7 @@ absl::Status KvcServer::LoadModel() {
     o.limits.max_queue_tokens = config_.max_queue_tokens;
     o.limits.max_context_tokens = config_.max_context_tokens;
     o.store_backend = store_->backend();
+    o.pause_points = pause_points_.get();
     KVC_ASSIGN_OR_RETURN(compressor_, CompressorServiceImpl::Create(runtime_.get(), scheduler_.get(), store_.get(),
                                                                     metrics_.get(), o));
     compressor_gate_->Open(compressor_.get());
@@ -166,6 +173,7 @@ absl::Status KvcServer::LoadModel() {
   if (HasRole("generate")) {
     GeneratorServiceOptions o;
     o.max_documents = CompressorLimits().max_documents;  // one limit in ModelInfo covers both roles
+    o.pause_points = pause_points_.get();
     KVC_ASSIGN_OR_RETURN(generator_, GeneratorServiceImpl::Create(runtime_.get(), scheduler_.get(), store_.get(),
                                                                   metrics_.get(), o));
     generator_gate_->Open(generator_.get());

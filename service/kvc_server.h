@@ -39,6 +39,7 @@ class CompressorServiceImpl;
 class GeneratorGate;
 class GeneratorServiceImpl;
 class ModelRuntime;
+class PausePoints;
 class Scheduler;
 class ServiceMetrics;
 
@@ -82,6 +83,7 @@ class KvcServer {
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<ServiceMetrics> metrics_;
   std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<PausePoints> pause_points_;  // test hook; null unless --test-pause-dir; outlives the roles
   std::unique_ptr<CacheStore> store_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<CacheServiceImpl> cache_service_;

@@ -125,6 +125,9 @@ absl::StatusOr<ParsedServerConfig> ParseServerConfig(int argc, const char* const
                  "File of accepted bearer tokens, one per line; KVC_AUTH_TOKENS (comma-separated) also works. "
                  "Without either, calls are not authenticated")->envname("KVC_AUTH_TOKEN_FILE");
   app.add_option("--log-format", c.log_format, "text or json")->envname("KVC_LOG_FORMAT")->capture_default_str();
+  // For end-to-end tests only: no environment variable, so that no deployment turns it on by accident, and
+  // no group, which keeps it out of the manual.
+  app.add_option("--test-pause-dir", c.test_pause_dir, "")->group("");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -29,6 +29,9 @@ struct ServerConfig {
   std::string tls_cert, tls_key, tls_client_ca;
   std::string auth_token_file;  // one bearer token per line; KVC_AUTH_TOKENS may also list tokens
   std::string log_format = "text";
+  // Test hook (pause_points.h): the control directory of the points that hold calls. Hidden from --help
+  // and empty in service.
+  std::string test_pause_dir;
 };
 
 struct ParsedServerConfig {

@@ -1,21 +1,21 @@
 // End to end: SIGTERM to the real kvc-server binary while a Generate and a Compress are in flight. Within
 // the drain time the calls complete and the process exits 0; past it the calls are cancelled and the
-// process still exits 0. Either way nothing listens on the port afterwards.
+// process still exits 0. Either way nothing listens on the port afterwards. The calls are held in flight at
+// the server's test pause points (service/pause_points.h), so neither case depends on the machine's speed.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <atomic>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "service/pause_points.h"
+#include "tests/support/call_in_flight.h"
 #include "tests/support/kvc_test_client.h"
 #include "tests/support/server_process.h"
 #include "tests/support/testdata.h"
@@ -44,7 +44,6 @@ v1::GenerateRequest LongGenerate(const std::string& cache_id, int max_tokens) {
   return r;
 }
 
-// Well under a second of work on an idle machine; the drain time leaves room for a very busy one.
 v1::CompressRequest QueuedCompress() {
   v1::CompressRequest r;
   r.add_documents()->set_text(FillerText(300, 99));
@@ -55,40 +54,26 @@ v1::CompressRequest QueuedCompress() {
   return r;
 }
 
-// A Generate stream read on its own thread; `first_delta` flips when the first token arrived.
-struct StreamingCall {
-  grpc::ClientContext ctx;
-  std::atomic<bool> first_delta{false};
-  std::atomic<bool> finished{false};
-  GenerateResult result;
-  std::thread thread;
+// A Generate stream read on its own thread.
+std::unique_ptr<CallInFlight> StartGenerate(KvcStubs& stubs, const v1::GenerateRequest& request,
+                                            GenerateResult* result) {
+  return std::make_unique<CallInFlight>(std::chrono::milliseconds(600000),
+                                        [&stubs, request, result](grpc::ClientContext* ctx) {
+                                          *result = Generate(*stubs.generator, ctx, request);
+                                          return result->status;
+                                        });
+}
 
-  void Start(KvcStubs& stubs, const v1::GenerateRequest& request) {
-    Configure(ctx, {.timeout = std::chrono::milliseconds(90000)});
-    thread = std::thread([this, &stubs, request] {
-      auto reader = stubs.generator->Generate(&ctx, request);
-      v1::GenerateResponse response;
-      while (reader->Read(&response)) {
-        if (response.has_delta()) {
-          result.token_count += response.delta().token_ids_size();
-          first_delta = true;
-        } else if (response.has_usage()) {
-          ++result.usage_messages;
-          result.usage = response.usage();
-        }
-      }
-      result.status = reader->Finish();
-      finished = true;
-    });
-  }
-};
+// A bound on waiting for the server, far past anything a working server needs; never a guess of speed.
+constexpr absl::Duration kPatience = absl::Seconds(90);
 
 class ServerShutdownTest : public ::testing::Test {
  protected:
   // The server belongs to the fixture so that TearDown can still read its log.
   ServerProcess* StartServer(const std::string& drain_seconds) {
     auto server = ServerProcess::Start({.args = {"--model", TestData("tiny_chat"), "--metrics-listen", "127.0.0.1:0",
-                                                 "--drain-seconds", drain_seconds}});
+                                                 "--drain-seconds", drain_seconds},
+                                        .pause_points = true});
     EXPECT_TRUE(server.ok()) << server.status();
     if (!server.ok()) return nullptr;
     server_ = *std::move(server);
@@ -117,50 +102,41 @@ class ServerShutdownTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.error_message();
     return out.cache_id();
   }
-
-  // Seconds per generated token as the server measures it, from a short run after a warm-up.
-  static double SecondsPerToken(KvcStubs& stubs, const std::string& id) {
-    GenerateResult g = Generate(*stubs.generator, LongGenerate(id, 8));
-    EXPECT_TRUE(g.status.ok()) << g.status.error_message();
-    g = Generate(*stubs.generator, LongGenerate(id, 64));
-    EXPECT_TRUE(g.status.ok()) << g.status.error_message();
-    return std::max(g.usage.timings().mean_seconds_per_token(), 1e-4);
-  }
 };
 
 TEST_F(ServerShutdownTest, SigtermDrainsInFlightCallsThenExitsZero) {
   ServerProcess* server = StartServer("60");
   ASSERT_NE(server, nullptr);
+  const PauseControl& pause = server->pause();
   KvcStubs stubs(server->NewChannel());
   const std::string id = SmallCache(stubs);
-  // About three seconds of decoding, so that SIGTERM surely lands in the middle of it.
-  const double per_token = SecondsPerToken(stubs, id);
-  const int tokens = static_cast<int>(std::clamp(3.0 / per_token, 300.0, 3900.0));
+  const int tokens = 40;
 
-  StreamingCall generate;
-  generate.Start(stubs, LongGenerate(id, tokens));
-  // A compression queued behind the decoding (the device has one worker).
-  grpc::Status compress_status;
+  // A Generate held between two decode steps (two tokens out), and a Compress queued behind it (the device
+  // has one worker): both are in flight when SIGTERM comes, whatever the machine's speed.
+  GenerateResult generated;
+  std::unique_ptr<CallInFlight> generate = StartGenerate(stubs, LongGenerate(id, tokens), &generated);
+  ASSERT_TRUE(pause.HoldAt(pause_point::kGenerateDecodeStep, 3, absl::Now() + kPatience).ok()) << server->Log();
+  ASSERT_TRUE(pause.Arm(pause_point::kCompressQueued).ok());
   v1::CompressResponse compressed;
-  std::thread compress([&] {
-    grpc::ClientContext ctx;
-    Configure(ctx, {.timeout = std::chrono::milliseconds(90000)});
-    compress_status = stubs.compressor->Compress(&ctx, QueuedCompress(), &compressed);
+  CallInFlight compress(std::chrono::milliseconds(600000), [&](grpc::ClientContext* ctx) {
+    return stubs.compressor->Compress(ctx, QueuedCompress(), &compressed);
   });
-  const absl::Time wait_until = absl::Now() + absl::Seconds(30);
-  while (!generate.first_delta && absl::Now() < wait_until) absl::SleepFor(absl::Milliseconds(5));
-  ASSERT_TRUE(generate.first_delta) << server->Log();
-  absl::SleepFor(absl::Milliseconds(100));  // let the Compress arrive too
+  ASSERT_TRUE(pause.WaitHeld(pause_point::kCompressQueued, absl::Now() + kPatience).ok()) << server->Log();
+  ASSERT_TRUE(pause.Release(pause_point::kCompressQueued).ok());
 
   const absl::Time term_at = absl::Now();
-  const bool generate_in_flight = !generate.finished;
   ASSERT_EQ(kill(server->pid(), SIGTERM), 0);
-  EXPECT_TRUE(generate_in_flight) << "the Generate ended before SIGTERM; the test proves nothing";
-  // While draining, health says NOT_SERVING (or the call is refused) and new calls are refused.
-  absl::SleepFor(absl::Milliseconds(200));
-  if (server->Running()) {
+  // While draining, health says NOT_SERVING (or the call is refused) and new calls are refused. The server
+  // says when it starts draining; the held Generate keeps it draining for as long as the checks take.
+  const absl::Time until = absl::Now() + kPatience;
+  while (server->Log().find("\"msg\":\"draining\"") == std::string::npos && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_NE(server->Log().find("\"msg\":\"draining\""), std::string::npos) << server->Log();
+  {
     grpc::ClientContext ctx;
-    Configure(ctx, {.timeout = std::chrono::milliseconds(2000)});
+    Configure(ctx, {.timeout = std::chrono::milliseconds(10000)});
     grpc::health::v1::HealthCheckRequest request;
     grpc::health::v1::HealthCheckResponse response;
     grpc::Status s = stubs.health->Check(&ctx, request, &response);
@@ -168,25 +144,28 @@ TEST_F(ServerShutdownTest, SigtermDrainsInFlightCallsThenExitsZero) {
         << "health is SERVING while draining";
     KvcStubs late(server->NewChannel());
     grpc::ClientContext late_ctx;
-    Configure(late_ctx, {.timeout = std::chrono::milliseconds(2000)});
+    Configure(late_ctx, {.timeout = std::chrono::milliseconds(10000)});
     v1::ModelInfo info;
     EXPECT_FALSE(late.compressor->GetModelInfo(&late_ctx, v1::GetModelInfoRequest(), &info).ok())
         << "a new call was accepted while draining";
   }
+  EXPECT_FALSE(generate->done()) << "the held Generate ended during the drain";
+  EXPECT_TRUE(server->Running());
 
-  generate.thread.join();
-  compress.join();
-  absl::StatusOr<int> code = server->Stop(absl::Seconds(60));
+  // Let the work go on: both calls finish normally within the 60 s drain, then the process exits 0.
+  ASSERT_TRUE(pause.Release(pause_point::kGenerateDecodeStep).ok());
+  const grpc::Status generate_status = generate->Wait();
+  const grpc::Status compress_status = compress.Wait();
+  absl::StatusOr<int> code = server->Stop(kPatience);
   const double exit_seconds = absl::ToDoubleSeconds(absl::Now() - term_at);
   ASSERT_TRUE(code.ok()) << code.status() << "\n" << server->Log();
   EXPECT_EQ(*code, 0) << server->Log();
-  std::printf("decode %.2f ms/token; %d tokens; exited %.2fs after SIGTERM\n", per_token * 1000, tokens, exit_seconds);
+  std::printf("%d tokens; exited %.2fs after SIGTERM\n", tokens, exit_seconds);
 
-  // The calls in flight finished normally.
-  EXPECT_TRUE(generate.result.status.ok()) << generate.result.status.error_message() << "\n" << server->Log();
-  EXPECT_EQ(generate.result.usage_messages, 1);
-  EXPECT_EQ(generate.result.token_count, tokens);
-  EXPECT_EQ(generate.result.usage.finish_reason(), v1::FINISH_REASON_LENGTH);
+  EXPECT_TRUE(generate_status.ok()) << generate_status.error_message() << "\n" << server->Log();
+  EXPECT_EQ(generated.usage_messages, 1);
+  EXPECT_EQ(generated.token_count, tokens);
+  EXPECT_EQ(generated.usage.finish_reason(), v1::FINISH_REASON_LENGTH);
   EXPECT_TRUE(compress_status.ok()) << compress_status.error_message();
   EXPECT_FALSE(compressed.cache_id().empty());
   EXPECT_NE(server->Log().find("\"msg\":\"stopped\""), std::string::npos) << server->Log();
@@ -204,35 +183,35 @@ TEST_F(ServerShutdownTest, SigtermDrainsInFlightCallsThenExitsZero) {
 TEST_F(ServerShutdownTest, DrainTimeoutCancelsWhatIsStillRunningAndStillExitsZero) {
   ServerProcess* server = StartServer("0.2");
   ASSERT_NE(server, nullptr);
+  const PauseControl& pause = server->pause();
   KvcStubs stubs(server->NewChannel());
   const std::string id = SmallCache(stubs);
-  const double per_token = SecondsPerToken(stubs, id);
-  // Far more decoding than the drain time allows (at least ~8 s of it, within the window).
-  const int tokens = static_cast<int>(std::clamp(8.0 / per_token, 1000.0, 3900.0));
-  ASSERT_GT(tokens * per_token, 1.0) << "decoding is too fast for this test to say anything";
+  const int tokens = 40;
 
-  StreamingCall generate;
-  generate.Start(stubs, LongGenerate(id, tokens));
-  const absl::Time wait_until = absl::Now() + absl::Seconds(30);
-  while (!generate.first_delta && absl::Now() < wait_until) absl::SleepFor(absl::Milliseconds(5));
-  ASSERT_TRUE(generate.first_delta) << server->Log();
+  // Held between two decode steps for as long as the test wants: far past the 0.2 s drain.
+  GenerateResult generated;
+  std::unique_ptr<CallInFlight> generate = StartGenerate(stubs, LongGenerate(id, tokens), &generated);
+  ASSERT_TRUE(pause.HoldAt(pause_point::kGenerateDecodeStep, 3, absl::Now() + kPatience).ok()) << server->Log();
 
   const absl::Time term_at = absl::Now();
-  ASSERT_FALSE(generate.finished);
   ASSERT_EQ(kill(server->pid(), SIGTERM), 0);
-  generate.thread.join();
+  // The drain time runs out with the work still held: the server cancels the call.
+  const grpc::Status status = generate->Wait();
   const double call_end_seconds = absl::ToDoubleSeconds(absl::Now() - term_at);
-  absl::StatusOr<int> code = server->Stop(absl::Seconds(30));
+  EXPECT_TRUE(pause.Held(pause_point::kGenerateDecodeStep)) << "the call ended without the drain timing out";
+  // Then the work reaches its next check, sees the cancel and stops; the process exits 0.
+  ASSERT_TRUE(pause.Release(pause_point::kGenerateDecodeStep).ok());
+  absl::StatusOr<int> code = server->Stop(kPatience);
   const double exit_seconds = absl::ToDoubleSeconds(absl::Now() - term_at);
   ASSERT_TRUE(code.ok()) << code.status() << "\n" << server->Log();
   EXPECT_EQ(*code, 0) << server->Log();
-  std::printf("decode %.2f ms/token; %d tokens asked; call ended %.2fs and process %.2fs after SIGTERM\n",
-              per_token * 1000, tokens, call_end_seconds, exit_seconds);
+  std::printf("%d tokens asked; call ended %.2fs and process %.2fs after SIGTERM\n", tokens, call_end_seconds,
+              exit_seconds);
 
-  EXPECT_FALSE(generate.result.status.ok()) << "the call outlived a 0.2 s drain";
-  EXPECT_EQ(generate.result.usage_messages, 0);
-  EXPECT_LT(generate.result.token_count, tokens);
-  EXPECT_LT(exit_seconds, 5.0) << "the drain timeout was not honoured";
+  EXPECT_FALSE(status.ok()) << "the call outlived a 0.2 s drain";
+  EXPECT_EQ(generated.usage_messages, 0);
+  EXPECT_LT(generated.token_count, tokens);
+  EXPECT_NE(server->Log().find("\"drained_in_time\":false"), std::string::npos) << server->Log();
   EXPECT_FALSE(PortAcceptsConnections(server->port()));
 }
 

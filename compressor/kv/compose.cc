@@ -124,7 +124,7 @@ absl::StatusOr<KvCache> CopyCache(const KvCache& cache, torch::ScalarType dtype,
 }
 
 absl::StatusOr<KvCache> CopyCache(const KvCache& cache) {
-  return CopyCache(cache, cache.shape().dtype, cache.shape().device);
+  return CatchTorch([&]() -> absl::StatusOr<KvCache> { return cache.Clone(); });
 }
 
 }  // namespace kvc

@@ -57,12 +57,10 @@ inline absl::StatusOr<KvCache> ComposeCaches(std::initializer_list<const KvCache
   return ComposeCaches(std::vector<const KvCache*>(caches), rope);
 }
 
-// A deep copy of `cache` in fresh storage (KvCache's own copy constructor shares tensors, so appending to
-// such a copy would write into the source's spare capacity), converted to `dtype` on `device`. Every
-// attribute is kept: positions, next_position, key_rotation, model_fingerprint. RESOURCE_EXHAUSTED when
-// memory runs out.
+// A deep copy of `cache` in fresh storage, converted to `dtype` on `device`. Every attribute is kept:
+// positions, next_position, key_rotation, model_fingerprint. RESOURCE_EXHAUSTED when memory runs out.
 absl::StatusOr<KvCache> CopyCache(const KvCache& cache, torch::ScalarType dtype, torch::Device device);
-// Same dtype and device as the source.
+// Same dtype and device as the source: KvCache::Clone with a status.
 absl::StatusOr<KvCache> CopyCache(const KvCache& cache);
 
 }  // namespace kvc

@@ -6,6 +6,20 @@ namespace kvc {
 
 KvCache::KvCache(const KvCacheShape& shape) : shape_(shape), layers_(shape.num_layers) {}
 
+KvCache KvCache::Clone() const {
+  c10::InferenceMode guard;
+  KvCache out(shape_);
+  for (int64_t l = 0; l < shape_.num_layers; ++l) {
+    // Append allocates the copy's own storage.
+    if (length(l) > 0) out.Append(l, Keys(l), Values(l), Positions(l));
+  }
+  out.next_position_ = next_position_;
+  out.peak_length_ = peak_length_;
+  out.key_rotation_ = key_rotation_;
+  out.model_fingerprint_ = model_fingerprint_;
+  return out;
+}
+
 torch::Tensor KvCache::Keys(int64_t layer) const {
   const Layer& l = layers_[layer];
   if (!l.k.defined()) {

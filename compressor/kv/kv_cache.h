@@ -8,7 +8,12 @@
 // Storage grows geometrically, so appending chunk after chunk costs amortized O(len). Views returned by
 // Keys()/Values() are invalidated by the next Append or Reset on that layer.
 //
-// Thread safety: not thread-safe; one forward pass at a time.
+// Ownership: a KvCache owns its storage. It is move-only, because a member-wise copy would share the tensors
+// (and their spare capacity) with the original, so that appending to one would write into the other; an
+// independent copy is explicit: Clone(), or CopyCache (compose.h) to convert dtype/device with a status.
+//
+// Thread safety: not thread-safe; one forward pass at a time. Concurrent reads (Keys, Clone, ...) of a cache
+// nobody modifies are safe.
 #ifndef KVC_COMPRESSOR_KV_KV_CACHE_H_
 #define KVC_COMPRESSOR_KV_KV_CACHE_H_
 
@@ -37,6 +42,15 @@ struct KvCacheShape {
 class KvCache {
  public:
   explicit KvCache(const KvCacheShape& shape);
+  KvCache(KvCache&&) = default;
+  KvCache& operator=(KvCache&&) = default;
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
+
+  // A deep copy in fresh storage of the same dtype and device, with every attribute (positions,
+  // next_position, key_rotation, model_fingerprint, peak_length). Throws c10::Error when memory runs out,
+  // like the other tensor operations here; CopyCache returns RESOURCE_EXHAUSTED instead.
+  KvCache Clone() const;
 
   const KvCacheShape& shape() const { return shape_; }
   int64_t num_layers() const { return shape_.num_layers; }

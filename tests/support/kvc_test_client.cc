@@ -61,10 +61,15 @@ void Configure(grpc::ClientContext& ctx, const CallOptions& options) {
 
 GenerateResult Generate(kvc::v1::Generator::Stub& stub, const kvc::v1::GenerateRequest& request,
                         const CallOptions& options) {
-  GenerateResult out;
   grpc::ClientContext ctx;
   Configure(ctx, options);
-  std::unique_ptr<grpc::ClientReader<kvc::v1::GenerateResponse>> reader = stub.Generate(&ctx, request);
+  return Generate(stub, &ctx, request);
+}
+
+GenerateResult Generate(kvc::v1::Generator::Stub& stub, grpc::ClientContext* ctx,
+                        const kvc::v1::GenerateRequest& request) {
+  GenerateResult out;
+  std::unique_ptr<grpc::ClientReader<kvc::v1::GenerateResponse>> reader = stub.Generate(ctx, request);
   kvc::v1::GenerateResponse response;
   while (reader->Read(&response)) {
     out.usage_last = false;

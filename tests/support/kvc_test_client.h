@@ -57,6 +57,9 @@ struct GenerateResult {
 };
 GenerateResult Generate(kvc::v1::Generator::Stub& stub, const kvc::v1::GenerateRequest& request,
                         const CallOptions& options = {});
+// The same on a context the caller set up (and may cancel from another thread).
+GenerateResult Generate(kvc::v1::Generator::Stub& stub, grpc::ClientContext* ctx,
+                        const kvc::v1::GenerateRequest& request);
 
 // One Get stream, read to its end.
 struct GetResult {

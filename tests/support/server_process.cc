@@ -89,6 +89,12 @@ absl::Status ServerProcess::Launch(const ServerProcessOptions& options) {
     if (store_dir_.empty()) return absl::InternalError("mkdtemp for the store failed");
     args.insert(args.end(), {"--store", "file://" + store_dir_});
   }
+  if (options.pause_points) {
+    pause_dir_ = MakeTempDir("kvc-e2e-pause-");
+    if (pause_dir_.empty()) return absl::InternalError("mkdtemp for the pause points failed");
+    pause_ = PauseControl(pause_dir_);
+    args.insert(args.end(), {"--test-pause-dir", pause_dir_});
+  }
   const std::string log_dir = MakeTempDir("kvc-e2e-log-");
   if (log_dir.empty()) return absl::InternalError("mkdtemp for the log failed");
   log_path_ = log_dir + "/kvc-server.log";
@@ -231,6 +237,7 @@ ServerProcess::~ServerProcess() {
   Kill();
   std::error_code ec;
   if (!store_dir_.empty()) std::filesystem::remove_all(store_dir_, ec);
+  if (!pause_dir_.empty()) std::filesystem::remove_all(pause_dir_, ec);
   if (!log_path_.empty()) std::filesystem::remove_all(std::filesystem::path(log_path_).parent_path(), ec);
 }
 

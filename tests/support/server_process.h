@@ -8,8 +8,8 @@
 // The child is also killed if the thread that started it dies (PR_SET_PDEATHSIG), so start servers from
 // the test's main thread.
 //
-// Ownership: owns the child process, its log file and, when the options ask for one, a temporary store
-// directory (removed by the destructor).
+// Ownership: owns the child process, its log file and, when the options ask for them, a temporary store
+// directory and a pause-point directory (removed by the destructor).
 // Thread safety: Start, Stop and the destructor belong to one thread; the const accessors, Log, RssBytes
 // and NewChannel may be called from any thread.
 #ifndef KVC_TESTS_SUPPORT_SERVER_PROCESS_H_
@@ -28,6 +28,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "service/pause_points.h"
 
 namespace kvc::testing {
 
@@ -45,6 +46,8 @@ struct ServerProcessOptions {
   bool wait_serving = true;
   // Bearer token for the health probe, when the server requires one.
   std::string auth_token;
+  // Start with the test pause points on (--test-pause-dir <a fresh temporary directory>); pause() drives them.
+  bool pause_points = false;
 };
 
 class ServerProcess {
@@ -64,6 +67,8 @@ class ServerProcess {
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   // The temporary store directory Start created, or empty when the flags named a store.
   const std::string& store_dir() const { return store_dir_; }
+  // The server's pause points (service/pause_points.h); only meaningful with options.pause_points.
+  const PauseControl& pause() const { return pause_; }
 
   // A fresh insecure channel to the server (each call a separate connection), with message limits large
   // enough for the server's own limits.
@@ -98,6 +103,8 @@ class ServerProcess {
   int metrics_port_ = 0;
   std::string log_path_;
   std::string store_dir_;
+  std::string pause_dir_;
+  PauseControl pause_{""};
   std::string auth_token_;
 };
 

@@ -1,0 +1,102 @@
+#include "service/pause_points.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
+namespace kvc {
+
+absl::StatusOr<std::unique_ptr<PausePoints>> PausePoints::Create(const std::string& dir) {
+  struct stat st;
+  if (dir.empty() || ::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat("--test-pause-dir: '", dir, "' is not a directory"));
+  }
+  return std::unique_ptr<PausePoints>(new PausePoints(dir));
+}
+
+namespace {
+
+// The file's contents, or "" when it cannot be read (e.g. it is gone).
+std::string ReadToken(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+void PausePoints::Reach(absl::string_view point) const {
+  const std::string base = absl::StrCat(dir_, "/", point);
+  const std::string armed = base + ".arm", held = base + ".held";
+  // The rename is atomic: of the threads that arrive at once, exactly one takes the arm.
+  if (std::rename(armed.c_str(), held.c_str()) != 0) return;
+  // Each arm carries its own token, so a hold ends when its own file goes, even if another arrival holds
+  // the point again at once. Only a held test call waits here, so a short poll costs nothing in service.
+  const std::string token = ReadToken(held);
+  while (!token.empty() && ReadToken(held) == token) absl::SleepFor(absl::Milliseconds(1));
+}
+
+std::string PauseControl::Path(absl::string_view point, absl::string_view suffix) const {
+  return absl::StrCat(dir_, "/", point, suffix);
+}
+
+absl::Status PauseControl::Arm(absl::string_view point) const {
+  static std::atomic<uint64_t> counter{0};
+  const std::string token = absl::StrCat(::getpid(), "-", counter.fetch_add(1), "-", absl::ToUnixNanos(absl::Now()));
+  // Written under another name and renamed, so that an arrival never takes a half-written arm.
+  const std::string path = Path(point, ".arm"), temp = Path(point, absl::StrCat(".arm.", token));
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    out << token;
+    if (!out.flush()) return absl::InternalError(absl::StrCat("cannot write ", temp));
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) return absl::InternalError(absl::StrCat("cannot create ", path));
+  return absl::OkStatus();
+}
+
+void PauseControl::Disarm(absl::string_view point) const { std::remove(Path(point, ".arm").c_str()); }
+
+bool PauseControl::Held(absl::string_view point) const {
+  return ::access(Path(point, ".held").c_str(), F_OK) == 0;
+}
+
+absl::Status PauseControl::WaitHeld(absl::string_view point, absl::Time until,
+                                    const std::function<bool()>& give_up) const {
+  while (!Held(point)) {
+    if (give_up && give_up()) return absl::CancelledError(absl::StrCat(point, ": gave up waiting for a hold"));
+    if (absl::Now() >= until) return absl::DeadlineExceededError(absl::StrCat(point, ": nothing arrived"));
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PauseControl::Release(absl::string_view point) const {
+  if (std::remove(Path(point, ".held").c_str()) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(point, ": nothing is held"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PauseControl::HoldAt(absl::string_view point, int arrival, absl::Time until,
+                                  const std::function<bool()>& give_up) const {
+  if (absl::Status s = Arm(point); !s.ok()) return s;
+  for (int n = 1;; ++n) {
+    if (absl::Status s = WaitHeld(point, until, give_up); !s.ok()) return s;
+    if (n == arrival) return absl::OkStatus();
+    // Armed again before the release, so that the next arrival cannot slip past.
+    if (absl::Status s = Arm(point); !s.ok()) return s;
+    if (absl::Status s = Release(point); !s.ok()) return s;
+  }
+}
+
+}  // namespace kvc
