@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "compressor/format/kvc_reader.h"
 #include "service/cache_info.h"
+#include "service/call_stop.h"
 #include "service/compress_request.h"
 
 namespace kvc {
@@ -17,12 +18,9 @@ namespace {
 
 double SecondsSince(absl::Time start) { return absl::ToDoubleSeconds(absl::Now() - start); }
 
-// Why the call's work should stop now, `phase` saying where it was; OK to go on. The deadline comes first,
-// since gRPC also marks an expired call as cancelled.
+// Why the call's work should stop now, `phase` saying where it was; OK to go on.
 absl::Status StopStatus(const CacheBuildInput& in, absl::string_view phase) {
-  if (absl::Now() >= in.deadline) return absl::DeadlineExceededError(absl::StrCat("deadline passed ", phase));
-  if (in.cancelled && in.cancelled()) return absl::CancelledError(absl::StrCat("call cancelled ", phase));
-  return absl::OkStatus();
+  return CallStop(in.cancelled && in.cancelled(), in.deadline, phase);
 }
 
 }  // namespace

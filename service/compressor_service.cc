@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "compressor/util/status_macros.h"
 #include "service/cache_id.h"
+#include "service/call_stop.h"
 #include "service/cache_loader.h"
 #include "service/grpc_status.h"
 #include "service/model_info.h"
@@ -36,11 +37,9 @@ absl::Time CallDeadline(const grpc::CallbackServerContext* ctx) {
   return absl::FromChrono(d);
 }
 
-// Checked between steps: the deadline first, since gRPC also marks an expired call as cancelled.
+// Checked between steps.
 absl::Status StopReason(grpc::CallbackServerContext* ctx, absl::Time deadline) {
-  if (absl::Now() >= deadline) return absl::DeadlineExceededError("deadline passed before the work was done");
-  if (ctx->IsCancelled()) return absl::CancelledError("call cancelled by the client");
-  return absl::OkStatus();
+  return CallStop(ctx->IsCancelled(), deadline, "before the work was done");
 }
 
 std::optional<std::string> OptionalSystemPrompt(bool has, const std::string& value) {

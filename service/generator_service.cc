@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "compressor/util/status_macros.h"
 #include "service/cache_loader.h"
+#include "service/call_stop.h"
 #include "service/grpc_status.h"
 
 namespace kvc {
@@ -193,9 +194,10 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
   }
 
   bool Stopped() const { return cancelled_.load() || absl::Now() >= deadline_; }
+  // Only called once Stopped().
   absl::Status StopStatus() const {
-    if (absl::Now() >= deadline_) return absl::DeadlineExceededError("generate: the call's deadline passed");
-    return absl::CancelledError("generate: the call was cancelled");
+    absl::Status stop = CallStop(cancelled_.load(), deadline_, "before the answer was complete");
+    return stop.ok() ? absl::CancelledError("generate: the call was cancelled") : stop;
   }
 
   // Decides the next step of the stream; the caller performs it after releasing mu_.

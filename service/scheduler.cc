@@ -1,6 +1,7 @@
 #include "service/scheduler.h"
 
 #include "absl/strings/str_cat.h"
+#include "service/call_stop.h"
 
 namespace kvc {
 
@@ -56,12 +57,8 @@ void Scheduler::WorkerLoop() {
       ++running_;
     }
     JobStart start{absl::OkStatus(), absl::Now() - q.enqueued};
-    if (q.job.cancelled && q.job.cancelled()) {
-      start.status = absl::CancelledError("request cancelled while queued");
-    } else if (absl::Now() >= q.job.deadline) {
-      start.status = absl::DeadlineExceededError(
-          absl::StrCat("deadline passed after ", absl::FormatDuration(start.queued), " in the queue"));
-    }
+    start.status = CallStop(q.job.cancelled && q.job.cancelled(), q.job.deadline,
+                            absl::StrCat("after ", absl::FormatDuration(start.queued), " in the queue"));
     q.job.run(start);
     absl::MutexLock lock(&mu_);
     --running_;

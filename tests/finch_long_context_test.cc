@@ -65,7 +65,9 @@ TEST(FinchLongContextTest, ThirtyTwoThousandTokensInBoundedMemory) {
   const int64_t n = static_cast<int64_t>(in.context.size());
   const int64_t window = (*model)->config().max_position_embeddings;
   std::cout << "context " << n << " tokens (" << static_cast<double>(n) / window << "x the model window)\n";
-  if (sentences >= 2700) EXPECT_GE(n, 4 * window);
+  if (sentences >= 2700) {
+    EXPECT_GE(n, 4 * window);
+  }
 
   const int64_t chunk = 2048;
   CompressionSpec spec;

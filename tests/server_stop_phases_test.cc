@@ -173,6 +173,7 @@ class ServerStopPhasesTest : public ::testing::Test {
   Outcome RunRow(const Phase& phase, Stop stop, std::chrono::milliseconds timeout, int seed) {
     const PauseControl& pause = server_->pause();
     const std::string expected = stop == Stop::kCancel ? "CANCELLED" : "DEADLINE_EXCEEDED";
+    const std::string& cache_id = CacheId();  // made before the counts are taken
     const std::string metrics_before = Metrics();
     const std::multiset<std::string> files_before = StoreFiles();
     const absl::Time until = absl::Now() + kPatience;
@@ -185,7 +186,7 @@ class ServerStopPhasesTest : public ::testing::Test {
       holder_rpc = phase.rpc == kGenerate ? kCompress : kGenerate;
       holder_point = holder_rpc == kCompress ? pp::kCompressPrefillChunk : pp::kGenerateDecodeStep;
       EXPECT_TRUE(pause.Arm(holder_point).ok());
-      holder = Start(holder_rpc, seed + 500, CacheId(), std::chrono::milliseconds(600000));
+      holder = Start(holder_rpc, seed + 500, cache_id, std::chrono::milliseconds(600000));
       absl::Status held = pause.WaitHeld(holder_point, until);
       EXPECT_TRUE(held.ok()) << held;
       if (!held.ok()) return Outcome::kDone;
@@ -193,7 +194,7 @@ class ServerStopPhasesTest : public ::testing::Test {
 
     const std::chrono::milliseconds call_timeout =
         stop == Stop::kDeadline ? timeout : std::chrono::milliseconds(600000);
-    std::unique_ptr<CallInFlight> call = Start(phase.rpc, seed, CacheId(), call_timeout);
+    std::unique_ptr<CallInFlight> call = Start(phase.rpc, seed, cache_id, call_timeout);
     // Past its deadline the work may stop before the point; the server then counts the call, which ends
     // the wait (checked at most every 20 ms).
     absl::Time next_look = absl::InfinitePast();
@@ -209,7 +210,9 @@ class ServerStopPhasesTest : public ::testing::Test {
 
     if (stop == Stop::kCancel) call->Cancel();
     const grpc::Status status = call->Wait();  // a deadline row returns at its deadline
-    if (held.ok()) EXPECT_TRUE(pause.Release(phase.point).ok());
+    if (held.ok()) {
+      EXPECT_TRUE(pause.Release(phase.point).ok());
+    }
     pause.Disarm(phase.point);
     if (holder != nullptr) {
       EXPECT_TRUE(pause.Release(holder_point).ok());

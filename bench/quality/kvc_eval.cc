@@ -169,7 +169,9 @@ int main(int argc, char** argv) {
         double compress_s = Seconds(t0);
         for (const std::string& cache_dtype : cache_dtypes) {
           nlohmann::json row = out;
-          kvc::KvCache cache = compressed->cache;  // shares storage: only used when decoding in memory, once
+          // The in-memory row decodes on the compressed cache itself when it is the only row, on a clone
+          // otherwise, because decoding appends to the cache.
+          kvc::KvCache cache(compressed->cache.shape());
           if (cache_dtype != "memory") {
             kvc::KvcProvenance prov;
             prov.model_name = (*model)->config().name;
@@ -189,6 +191,8 @@ int main(int argc, char** argv) {
             auto copy = kvc::CopyCache(compressed->cache);
             if (!copy.ok()) return 3;
             cache = std::move(*copy);
+          } else {
+            cache = std::move(compressed->cache);
           }
           t0 = std::chrono::steady_clock::now();
           kvc::GreedyOptions go;

@@ -137,7 +137,9 @@ void ExpectSampleContent(const KvcReader& r) {
       ASSERT_EQ(pos.size(), h.length(l, hd));
       for (uint32_t t = 0; t < pos.size(); ++t, ++row) {
         ASSERT_EQ(pos[t], Position(l, hd, t));
-        if (h.dtype == KvcDtype::kInt8) ASSERT_EQ(view.value_scales[row], Scale(false, l, hd, t));
+        if (h.dtype == KvcDtype::kInt8) {
+          ASSERT_EQ(view.value_scales[row], Scale(false, l, hd, t));
+        }
         for (uint32_t d = 0; d < 8; ++d) {
           const float want_k = h.dtype == KvcDtype::kInt8 ? Quant(true, l, hd, t, d) : Value(true, l, hd, t, d);
           const float want_v = h.dtype == KvcDtype::kInt8 ? Quant(false, l, hd, t, d) : Value(false, l, hd, t, d);

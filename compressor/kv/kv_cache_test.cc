@@ -38,7 +38,10 @@ TEST(KvCacheTest, CloneCopiesEverythingIntoItsOwnStorage) {
   }
   // Writing into the clone, in place or by appending into spare capacity, leaves the source as it was.
   const torch::Tensor keys_before = a.Keys(0).clone();
-  b.Keys(0).fill_(99);
+  {
+    c10::InferenceMode guard;  // the storage is made of inference tensors
+    b.Keys(0).fill_(99);
+  }
   b.Append(0, torch::ones({3, 2, 4}), torch::ones({3, 2, 4}), torch::arange(2, torch::kInt64));
   b.Truncate(1);
   EXPECT_TRUE(torch::equal(a.Keys(0), keys_before));
