@@ -11,6 +11,9 @@ BUILD="${KVC_BUILD_DIR:-$ROOT/build}"
 FUZZ_SECONDS="${KVC_FUZZ_SECONDS:-60}"
 
 bash "$ROOT/scripts/setup.sh"
+# Compiler caching that does not depend on where the checkout lies, so that a fresh clone of the same
+# sources (CI's) reuses the objects an earlier build on this machine made.
+export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=true
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$BUILD" -j2
 

@@ -43,6 +43,10 @@ void CacheBuilder::Build(CacheBuildInput input, BuildDone done) const {
   job.cost_tokens = cost;
   job.deadline = input.deadline;
   job.cancelled = input.cancelled;
+  // The hold below may outlast the work, so the pause point's view of the stop is a copy.
+  const auto stopped = [deadline = input.deadline, cancelled = input.cancelled] {
+    return !CallStop(cancelled && cancelled(), deadline, "").ok();
+  };
   work->input = std::move(input);
   work->done = std::move(done);
   job.run = [this, work](const JobStart& start) { RunJob(work, start); };
@@ -54,7 +58,7 @@ void CacheBuilder::Build(CacheBuildInput input, BuildDone done) const {
   }
   if (!submitted.ok()) return work->done(submitted);
   // `work` may be done already; the hold touches nothing of it.
-  ReachPausePoint(pause_points_, pause_point::kCompressQueued);
+  ReachPausePoint(pause_points_, pause_point::kCompressQueued, stopped);
 }
 
 void CacheBuilder::RunJob(const std::shared_ptr<Work>& work, const JobStart& start) const {
@@ -84,9 +88,10 @@ void CacheBuilder::RunJob(const std::shared_ptr<Work>& work, const JobStart& sta
   ci.protected_prefix = work->prefix_tokens;
   ci.suffix = std::move(in.suffix);
   ci.prefilled = composed.has_value() ? &*composed : nullptr;
-  ci.keep_going = [&in, points = pause_points_] {
-    ReachPausePoint(points, pause_point::kCompressPrefillChunk);
-    return StopStatus(in, "").ok();
+  const auto stopped = [&in] { return !StopStatus(in, "").ok(); };
+  ci.keep_going = [&stopped, points = pause_points_] {
+    ReachPausePoint(points, pause_point::kCompressPrefillChunk, stopped);
+    return !stopped();
   };
   const absl::Time compress_start = absl::Now();
   absl::StatusOr<CompressionResult> result = in.method->Compress(ci);
@@ -99,7 +104,7 @@ void CacheBuilder::RunJob(const std::shared_ptr<Work>& work, const JobStart& sta
     }
     return work->done(QualifySpecError(result.status()));
   }
-  ReachPausePoint(pause_points_, pause_point::kCompressCompressed);
+  ReachPausePoint(pause_points_, pause_point::kCompressCompressed, stopped);
   if (absl::Status stop = StopStatus(in, "after the selection, before serializing"); !stop.ok()) {
     return work->done(stop);
   }
@@ -129,7 +134,8 @@ void CacheBuilder::SerializeAndStore(const std::shared_ptr<Work>& work) const {
   provenance.tokens_in = static_cast<uint64_t>(work->tokens_in);
   provenance.prefix_tokens = static_cast<uint64_t>(work->prefix_tokens);
 
-  ReachPausePoint(pause_points_, pause_point::kCompressSerialize);
+  const auto stopped = [&in] { return !StopStatus(in, "").ok(); };
+  ReachPausePoint(pause_points_, pause_point::kCompressSerialize, stopped);
   absl::Time t = absl::Now();
   absl::StatusOr<std::string> bytes = EncodeKvCache(work->result->cache, provenance, in.encode);
   work->timings.set_serialize_seconds(SecondsSince(t));
@@ -139,7 +145,7 @@ void CacheBuilder::SerializeAndStore(const std::shared_ptr<Work>& work) const {
     return work->done(stop);
   }
 
-  ReachPausePoint(pause_points_, pause_point::kCompressStore);
+  ReachPausePoint(pause_points_, pause_point::kCompressStore, stopped);
   if (absl::Status stop = StopStatus(in, "before the store write; nothing was stored"); !stop.ok()) {
     return work->done(stop);
   }

@@ -48,7 +48,8 @@ struct CacheBuildInput {
   std::vector<LoadedCache> sources;
   std::vector<int64_t> suffix;  // empty for query-agnostic methods
   // The job is not started, and compression stops at its next chunk, once `cancelled` returns true
-  // (CANCELLED) or the deadline passes (DEADLINE_EXCEEDED). `cancelled` may be empty.
+  // (CANCELLED) or the deadline passes (DEADLINE_EXCEEDED). `cancelled` may be empty; it is called from any
+  // thread, and with the test pause points also after `done`, so it must stay safe to call.
   absl::Time deadline = absl::InfiniteFuture();
   std::function<bool()> cancelled;
 };

@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -10,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "compressor/util/status_macros.h"
@@ -70,21 +73,50 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, const absl
   return reactor;
 }
 
+// Whether a call was cancelled, asked by its work on other threads, possibly after the call finished and its
+// context is gone: a finished call answers true (nobody waits for its work any more) without touching it.
+class CallCancel {
+ public:
+  explicit CallCancel(grpc::CallbackServerContext* ctx) : ctx_(ctx) {}
+
+  bool Cancelled() {
+    absl::MutexLock lock(&mu_);
+    return finished_ || ctx_->IsCancelled();
+  }
+  // Runs `finish` once, the first time; the context may go as soon as it has run.
+  void FinishOnce(const std::function<void()>& finish) {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    finished_ = true;
+    finish();
+  }
+
+ private:
+  absl::Mutex mu_;
+  grpc::CallbackServerContext* const ctx_;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 // What a Compress or Precompute call shares: the reactor, the deadline and a Finish that runs once. After
 // Finish the request, response and context may be gone, so every step ends by calling it and touches
 // nothing of the call afterwards.
 class CallBase {
  protected:
   explicit CallBase(grpc::CallbackServerContext* ctx)
-      : ctx_(ctx), reactor_(ctx->DefaultReactor()), deadline_(CallDeadline(ctx)), arrival_(absl::Now()) {}
+      : ctx_(ctx), reactor_(ctx->DefaultReactor()), deadline_(CallDeadline(ctx)), arrival_(absl::Now()),
+        cancel_(std::make_shared<CallCancel>(ctx)) {}
 
   void Finish(const absl::Status& status) {
-    if (finished_.exchange(true)) return;
-    reactor_->Finish(ToGrpcStatus(status));
+    cancel_->FinishOnce([&] { reactor_->Finish(ToGrpcStatus(status)); });
   }
 
+  // Safe to call on any thread, also after Finish.
   std::function<bool()> CancelledFn() const {
-    return [ctx = ctx_] { return ctx->IsCancelled(); };
+    return [cancel = cancel_] { return cancel->Cancelled(); };
+  }
+  // For a pause point: whether the call has stopped, as the next stop check will see it.
+  std::function<bool()> StoppedFn() const {
+    return [cancel = cancel_, deadline = deadline_] { return !CallStop(cancel->Cancelled(), deadline, "").ok(); };
   }
 
   grpc::CallbackServerContext* const ctx_;
@@ -93,7 +125,7 @@ class CallBase {
   const absl::Time arrival_;
 
  private:
-  std::atomic<bool> finished_{false};
+  const std::shared_ptr<CallCancel> cancel_;
 };
 
 }  // namespace
@@ -123,7 +155,7 @@ class CompressCall final : public CallBase, public std::enable_shared_from_this<
     KVC_RETURN_IF_ERROR(StopReason(ctx_, deadline_));
     const ModelRuntime& runtime = *service_->runtime_;
     const CompressorLimits& limits = service_->options_.limits;
-    ReachPausePoint(service_->options_.pause_points, pause_point::kCompressTokenize);
+    ReachPausePoint(service_->options_.pause_points, pause_point::kCompressTokenize, StoppedFn());
     const absl::Time tokenize_start = absl::Now();
     CacheIdInput id_input = CacheIdBase(runtime, spec_.spec, dtype_, codec_);
     std::vector<int64_t> suffix;
@@ -266,7 +298,7 @@ class PrecomputeCall final : public CallBase, public std::enable_shared_from_thi
   absl::Status Tokenize() {
     KVC_RETURN_IF_ERROR(StopReason(ctx_, deadline_));
     const ModelRuntime& runtime = *service_->runtime_;
-    ReachPausePoint(service_->options_.pause_points, pause_point::kCompressTokenize);
+    ReachPausePoint(service_->options_.pause_points, pause_point::kCompressTokenize, StoppedFn());
     absl::Time start = absl::Now();
     KVC_ASSIGN_OR_RETURN(std::vector<int64_t> prefix,
                          EncodeRequestPrefix(runtime, OptionalSystemPrompt(request_->has_system_prompt(),

@@ -33,6 +33,7 @@
 #include "service/cache_id.h"
 #include "service/metrics.h"
 #include "service/model_runtime.h"
+#include "service/pause_points.h"
 #include "service/scheduler.h"
 #include "service/store/cache_store.h"
 #include "tests/support/testdata.h"
@@ -899,32 +900,59 @@ CompressRequest SlowRequest(const std::string& query, int repeats) {
   return r;
 }
 
-TEST_F(CompressorServiceTest, CancelAndDeadlineStopCompressionWithinAFewChunks) {
-  auto h = Start();
-  // The uninterrupted run, for scale; the document grows until the run lasts long enough to interrupt
-  // meaningfully on this machine.
-  CompressResponse full;
-  absl::Time start;
-  absl::Duration full_time;
-  grpc::Status s;
-  int repeats = 16;
-  for (;; repeats *= 2) {
-    start = absl::Now();
-    s = Compress(*h, SlowRequest("Who wrote the report?", repeats), &full);
-    full_time = absl::Now() - start;
-    ASSERT_TRUE(s.ok()) << s.error_message();
-    if (full_time >= absl::Milliseconds(500) || repeats >= 512) break;
-  }
-  const int64_t chunks = (full.info().tokens_in() + 3) / 4;
-  const absl::Duration per_chunk = full_time / chunks;
-  std::cout << "full run: " << full_time << " for " << chunks << " chunks\n";
-  ASSERT_GT(full_time, absl::Milliseconds(300)) << "the run is too short to interrupt meaningfully";
+// How many prefill chunks start from now until the scheduler is idle.
+int ChunksUntilIdle(const PauseControl& pause, Scheduler& scheduler) {
+  return pause.CountArrivals(pause_point::kCompressPrefillChunk, absl::Now() + absl::Seconds(60), [&scheduler] {
+    const SchedulerStats st = scheduler.stats();
+    return st.running_jobs == 0 && st.queued_jobs == 0;
+  });
+}
+
+// The work is held at the fifth prefill chunk of a run of hundreds, then cancelled or its deadline passes;
+// once the held chunk has seen the stop the work goes on: the call ends with that code, no other chunk
+// starts, and nothing is stored.
+TEST_F(CompressorServiceTest, CancelAndDeadlineStopCompressionAtTheNextChunk) {
+  absl::StatusOr<std::unique_ptr<TempPauseDir>> dir = TempPauseDir::Create();
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  CompressorServiceOptions options;
+  options.pause_points = (*dir)->points();
+  auto h = Start(options);
+  const PauseControl& pause = (*dir)->control();
+  const CompressRequest cancelled = SlowRequest("Where does the river flow?", 16);
+  const int64_t chunks = (Encode(runtime_->EncodeDocument(LongDocument(16))).size() + 3) / 4;
+  ASSERT_GT(chunks, 200);
   const int64_t stored = StoredCount(*h);
 
-  // Cancel a quarter of the way in.
   {
     grpc::ClientContext ctx;
-    CompressRequest request = SlowRequest("Where does the river flow?", repeats);
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+    CompressResponse response;
+    absl::Notification done;
+    grpc::Status status;
+    h->stub->async()->Compress(&ctx, &cancelled, &response, [&](grpc::Status st) {
+      status = st;
+      done.Notify();
+    });
+    absl::Status held = pause.HoldAt(pause_point::kCompressPrefillChunk, 5, absl::Now() + absl::Seconds(60));
+    EXPECT_TRUE(held.ok()) << held;
+    ctx.TryCancel();
+    if (held.ok()) {
+      absl::Status seen = pause.WaitStopSeen(pause_point::kCompressPrefillChunk, absl::Now() + absl::Seconds(60));
+      EXPECT_TRUE(seen.ok()) << seen;
+      EXPECT_TRUE(pause.Release(pause_point::kCompressPrefillChunk).ok());
+    }
+    const int after = ChunksUntilIdle(pause, *h->scheduler);
+    done.WaitForNotification();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED) << status.error_message();
+    EXPECT_EQ(after, 0) << "of the " << chunks - 5 << " remaining chunks";
+  }
+  // The deadline must leave the call time to reach the fifth chunk; it grows when it did not (a slow or busy
+  // machine).
+  for (absl::Duration timeout : {absl::Seconds(2), absl::Seconds(8), absl::Seconds(32), absl::Seconds(120)}) {
+    grpc::ClientContext ctx;
+    const absl::Time deadline = absl::Now() + timeout;
+    ctx.set_deadline(absl::ToChronoTime(deadline));
+    const CompressRequest request = SlowRequest("What starts on Monday?", 16);
     CompressResponse response;
     absl::Notification done;
     grpc::Status status;
@@ -932,28 +960,21 @@ TEST_F(CompressorServiceTest, CancelAndDeadlineStopCompressionWithinAFewChunks) 
       status = st;
       done.Notify();
     });
-    absl::SleepFor(full_time / 4);
-    EXPECT_EQ(h->scheduler->stats().running_jobs, 1);  // not ASSERT: the call must end before the scope
-    const absl::Time cancelled_at = absl::Now();
-    ctx.TryCancel();
-    WaitIdle(*h->scheduler);
-    const absl::Duration stop = absl::Now() - cancelled_at;
+    absl::Status held = pause.HoldAt(pause_point::kCompressPrefillChunk, 5, deadline,
+                                     [&done] { return done.HasBeenNotified(); });
+    const bool in_time = held.ok() && absl::Now() < deadline;
+    if (held.ok()) {
+      absl::Status seen = pause.WaitStopSeen(pause_point::kCompressPrefillChunk, deadline + absl::Seconds(60));
+      EXPECT_TRUE(seen.ok()) << seen;
+      EXPECT_TRUE(pause.Release(pause_point::kCompressPrefillChunk).ok());
+    }
+    pause.Disarm(pause_point::kCompressPrefillChunk);
+    const int after = ChunksUntilIdle(pause, *h->scheduler);
     done.WaitForNotification();
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
-    std::cout << "stopped " << stop << " after the cancel (" << per_chunk << " per chunk)\n";
-    EXPECT_LT(stop, std::max(20 * per_chunk, absl::Milliseconds(100)));
-    EXPECT_LT(stop, full_time / 4);
-  }
-  // A deadline that passes mid-run.
-  {
-    CompressResponse response;
-    start = absl::Now();
-    s = Compress(*h, SlowRequest("What starts on Monday?", repeats), &response, full_time / 3);
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-    WaitIdle(*h->scheduler);
-    const absl::Duration stop = absl::Now() - start - full_time / 3;
-    std::cout << "deadline: idle " << stop << " after it passed\n";
-    EXPECT_LT(stop, std::max(20 * per_chunk, absl::Milliseconds(100)));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
+    if (!in_time) continue;
+    EXPECT_EQ(after, 0);
+    break;
   }
   EXPECT_EQ(StoredCount(*h), stored);
 }

@@ -194,6 +194,10 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
   }
 
   bool Stopped() const { return cancelled_.load() || absl::Now() >= deadline_; }
+  // Stopped, for a pause point; the call's references keep it alive through every hold.
+  std::function<bool()> StoppedFn() const {
+    return [this] { return Stopped(); };
+  }
   // Only called once Stopped().
   absl::Status StopStatus() const {
     absl::Status stop = CallStop(cancelled_.load(), deadline_, "before the answer was complete");
@@ -295,7 +299,7 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
   // On the executor: fetch and decode the caches, tokenize the query, check the window, then queue the job.
   void Load() {
     const GeneratorServiceImpl& svc = *service_;
-    ReachPausePoint(svc.options_.pause_points, pause_point::kGenerateLoad);
+    ReachPausePoint(svc.options_.pause_points, pause_point::kGenerateLoad, StoppedFn());
     for (int i = 0; i < request_.cache_ids_size(); ++i) {
       if (Stopped()) return Complete(StopStatus());
       const Clock::time_point t = Clock::now();
@@ -309,7 +313,7 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
       loaded_.push_back(std::move(*loaded));
     }
 
-    ReachPausePoint(svc.options_.pause_points, pause_point::kGenerateTokenize);
+    ReachPausePoint(svc.options_.pause_points, pause_point::kGenerateTokenize, StoppedFn());
     const Clock::time_point t_tokenize = Clock::now();
     if (request_.has_query()) {
       absl::StatusOr<std::vector<int64_t>> suffix = svc.runtime_->EncodeSuffix(request_.query());
@@ -342,7 +346,7 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
       return Complete(submitted);
     }
     // The executor task's reference keeps the call alive through the hold.
-    ReachPausePoint(svc.options_.pause_points, pause_point::kGenerateQueued);
+    ReachPausePoint(svc.options_.pause_points, pause_point::kGenerateQueued, StoppedFn());
   }
 
   // The window check of kvc::Generator, made before the request takes a place in the queue: positions used
@@ -386,7 +390,7 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
     request.suffix = std::move(suffix_);
     request.sampling = sampling_;
     request.keep_going = [this, points = svc.options_.pause_points] {
-      ReachPausePoint(points, pause_point::kGenerateDecodeStep);
+      ReachPausePoint(points, pause_point::kGenerateDecodeStep, StoppedFn());
       return !Stopped();
     };
     int64_t generated = 0;
@@ -419,7 +423,10 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
     t->set_decode_seconds(result->timings.decode_seconds);
     t->set_mean_seconds_per_token(result->timings.mean_seconds_per_token);
     t->set_total_seconds(Seconds(arrival_, Clock::now()));
-    ReachPausePoint(svc.options_.pause_points, pause_point::kGenerateStream);
+    ReachPausePoint(svc.options_.pause_points, pause_point::kGenerateStream, StoppedFn());
+    // A deadline that passed before the usage went out ends the call as the client sees it, even before
+    // gRPC's own timer cancels the stream.
+    if (Stopped()) return Complete(StopStatus());
     Complete(absl::OkStatus(), std::move(usage));
   }
 

@@ -5,6 +5,7 @@
 // work.
 #include "service/generator_service.h"
 
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cmath>
@@ -23,6 +24,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "compressor/format/kv_cache_adapter.h"
 #include "compressor/generate/generator.h"
 #include "compressor/kv/compose.h"
@@ -31,6 +34,7 @@
 #include "service/cache_loader.h"
 #include "service/metrics.h"
 #include "service/model_runtime.h"
+#include "service/pause_points.h"
 #include "service/scheduler.h"
 #include "service/store/cache_store.h"
 #include "tests/support/testdata.h"
@@ -255,6 +259,27 @@ class GeneratorServiceTest : public ::testing::Test {
     FAIL() << "the scheduler never went idle";
   }
 
+  // Restarts the server (with an empty store) holding calls at the pause points of a fresh directory, and
+  // returns their control. The directory outlives the server, which TearDown stops first.
+  const PauseControl& ServeWithPausePoints() {
+    absl::StatusOr<std::unique_ptr<TempPauseDir>> dir = TempPauseDir::Create();
+    EXPECT_TRUE(dir.ok()) << dir.status();
+    StopServer();
+    pause_dir_ = *std::move(dir);
+    GeneratorServiceOptions options;
+    options.pause_points = pause_dir_->points();
+    StartServer(SchedulerOptions{}, options);
+    return pause_dir_->control();
+  }
+
+  // How many decode steps start from now until the scheduler is idle.
+  int StepsUntilIdle(const PauseControl& pause) {
+    return pause.CountArrivals(pause_point::kGenerateDecodeStep, absl::Now() + absl::Seconds(60), [this] {
+      const SchedulerStats st = scheduler_->stats();
+      return st.running_jobs == 0 && st.queued_jobs == 0;
+    });
+  }
+
   // Occupies the scheduler's only worker until the returned notification is notified.
   std::shared_ptr<absl::Notification> BlockScheduler() {
     auto release = std::make_shared<absl::Notification>();
@@ -296,6 +321,7 @@ class GeneratorServiceTest : public ::testing::Test {
     }
   }
 
+  std::unique_ptr<TempPauseDir> pause_dir_;  // declared first: it outlives the service
   static inline ModelRuntime* runtime_ = nullptr;
   static inline Generator* generator_ = nullptr;
   std::unique_ptr<CacheStore> store_;
@@ -584,6 +610,7 @@ TEST_F(GeneratorServiceTest, FullQueueIsResourceExhausted) {
 }
 
 TEST_F(GeneratorServiceTest, ExpiredDeadlinesAreNotDecoded) {
+  const PauseControl& pause = ServeWithPausePoints();
   const StoredCache a = Store(kDocA);
   // Already expired when sent.
   EXPECT_EQ(Call(Request({a.id}), In(std::chrono::milliseconds(-1000))).status.error_code(),
@@ -592,54 +619,85 @@ TEST_F(GeneratorServiceTest, ExpiredDeadlinesAreNotDecoded) {
   // Expires while waiting in the queue: the job is not started.
   std::shared_ptr<absl::Notification> release = BlockScheduler();
   grpc::ClientContext ctx;
-  ctx.set_deadline(In(std::chrono::milliseconds(300)));
+  ctx.set_deadline(In(std::chrono::milliseconds(1000)));  // long enough to be loaded and queued first
   auto reader = stub_->Generate(&ctx, Request({a.id}));
   WaitQueued(1);
   GenerateResponse msg;
   EXPECT_FALSE(reader->Read(&msg));
   EXPECT_EQ(reader->Finish().error_code(), grpc::DEADLINE_EXCEEDED);
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
   release->Notify();
   WaitSchedulerIdle();
   EXPECT_EQ(Metric("kvc_generated_tokens_total"), 0);
 
-  // Expires while decoding: decoding stops between steps, long before max_tokens.
+  // Expires while decoding: held after five tokens until the server has seen the deadline pass, decoding
+  // stops at the next step. The deadline must leave the call time to get there; it grows when it did not
+  // (a slow or busy machine).
   const int32_t max_tokens = Window() - 200;
-  const Streamed partial = Call(Request({a.id}, max_tokens), In(std::chrono::milliseconds(40)));
-  EXPECT_EQ(partial.status.error_code(), grpc::DEADLINE_EXCEEDED);
-  EXPECT_FALSE(partial.usage.has_value());
-  WaitSchedulerIdle();
-  EXPECT_LT(Metric("kvc_generated_tokens_total"), max_tokens);
+  for (auto timeout : {std::chrono::seconds(2), std::chrono::seconds(8), std::chrono::seconds(32),
+                       std::chrono::seconds(120)}) {
+    const double before = Metric("kvc_generated_tokens_total");
+    const auto deadline = In(timeout);
+    Streamed partial;
+    std::atomic<bool> done{false};
+    std::thread call([&] {
+      partial = Call(Request({a.id}, max_tokens), deadline);
+      done = true;
+    });
+    const absl::Time until = absl::FromChrono(deadline);
+    const absl::Status held =
+        pause.HoldAt(pause_point::kGenerateDecodeStep, 6, until, [&done] { return done.load(); });
+    const bool in_time = held.ok() && absl::Now() < until;
+    if (held.ok()) {
+      const absl::Status seen = pause.WaitStopSeen(pause_point::kGenerateDecodeStep, until + absl::Seconds(60));
+      EXPECT_TRUE(seen.ok()) << seen;
+      EXPECT_TRUE(pause.Release(pause_point::kGenerateDecodeStep).ok());
+    }
+    pause.Disarm(pause_point::kGenerateDecodeStep);
+    const int after = StepsUntilIdle(pause);
+    call.join();
+    EXPECT_EQ(partial.status.error_code(), grpc::DEADLINE_EXCEEDED);
+    EXPECT_FALSE(partial.usage.has_value());
+    if (!in_time) continue;
+    EXPECT_EQ(after, 0);
+    EXPECT_EQ(Metric("kvc_generated_tokens_total") - before, 5);
+    break;
+  }
 }
 
+// Held after five tokens and cancelled; once the held step has seen the cancel it goes on, and decoding
+// stops there: no other step starts.
 TEST_F(GeneratorServiceTest, ClientCancelMidStreamStopsDecoding) {
+  const PauseControl& pause = ServeWithPausePoints();
   const StoredCache a = Store(kDocA);
   const int32_t max_tokens = Window() - 200;
-  for (int round = 0; round < 3; ++round) {
+  for (int round = 0; round < 2; ++round) {
     SCOPED_TRACE(round);
     const double before = Metric("kvc_generated_tokens_total");
     grpc::ClientContext ctx;
-    ctx.set_deadline(In(std::chrono::seconds(60)));
-    auto reader = stub_->Generate(&ctx, Request({a.id}, max_tokens));
-    GenerateResponse msg;
-    ASSERT_TRUE(reader->Read(&msg));
-    ASSERT_TRUE(msg.has_delta());
-    const int64_t received = msg.delta().index() + msg.delta().token_ids_size();
-    const auto cancelled_at = std::chrono::steady_clock::now();
+    ctx.set_deadline(In(std::chrono::seconds(120)));
+    grpc::Status status;
+    std::thread call([&] {
+      auto reader = stub_->Generate(&ctx, Request({a.id}, max_tokens));
+      GenerateResponse msg;
+      while (reader->Read(&msg)) {
+      }
+      status = reader->Finish();
+    });
+    const absl::Status held =
+        pause.HoldAt(pause_point::kGenerateDecodeStep, 6, absl::Now() + absl::Seconds(60));
+    EXPECT_TRUE(held.ok()) << held;
     ctx.TryCancel();
-    while (reader->Read(&msg)) {
+    if (held.ok()) {
+      const absl::Status seen =
+          pause.WaitStopSeen(pause_point::kGenerateDecodeStep, absl::Now() + absl::Seconds(60));
+      EXPECT_TRUE(seen.ok()) << seen;
+      EXPECT_TRUE(pause.Release(pause_point::kGenerateDecodeStep).ok());
     }
-    EXPECT_EQ(reader->Finish().error_code(), grpc::CANCELLED);
-    WaitSchedulerIdle();
-    const double stop_ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - cancelled_at).count();
-    const double generated = Metric("kvc_generated_tokens_total") - before;
-    // Steps decoded after the client's cancel (an upper bound: tokens decoded but not yet sent count too).
-    const double after_cancel = generated - static_cast<double>(received);
-    std::cout << "cancel: " << received << " tokens received, " << after_cancel
-              << " more decoded before the server stopped, " << stop_ms << " ms\n";
-    EXPECT_LT(generated, max_tokens);
-    EXPECT_LT(after_cancel, max_tokens / 4);
+    const int after = StepsUntilIdle(pause);
+    call.join();
+    EXPECT_EQ(status.error_code(), grpc::CANCELLED);
+    EXPECT_EQ(after, 0);
+    EXPECT_EQ(Metric("kvc_generated_tokens_total") - before, 5);
   }
   // The server is healthy afterwards.
   const Streamed ok = Call(Request({a.id}, 8));

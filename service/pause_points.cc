@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -33,17 +35,32 @@ std::string ReadToken(const std::string& path) {
   return ss.str();
 }
 
+// Writes `token` to `path` under a temporary name first, so that a reader never sees half of it.
+bool WriteToken(const std::string& path, const std::string& token) {
+  const std::string temp = absl::StrCat(path, ".", token);
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    out << token;
+    if (!out.flush()) return false;
+  }
+  return std::rename(temp.c_str(), path.c_str()) == 0;
+}
+
 }  // namespace
 
-void PausePoints::Reach(absl::string_view point) const {
+void PausePoints::Reach(absl::string_view point, const std::function<bool()>& stopped) const {
   const std::string base = absl::StrCat(dir_, "/", point);
-  const std::string armed = base + ".arm", held = base + ".held";
+  const std::string armed = base + ".arm", held = base + ".held", stop_seen = base + ".stop_seen";
   // The rename is atomic: of the threads that arrive at once, exactly one takes the arm.
   if (std::rename(armed.c_str(), held.c_str()) != 0) return;
   // Each arm carries its own token, so a hold ends when its own file goes, even if another arrival holds
   // the point again at once. Only a held test call waits here, so a short poll costs nothing in service.
   const std::string token = ReadToken(held);
-  while (!token.empty() && ReadToken(held) == token) absl::SleepFor(absl::Milliseconds(1));
+  bool seen = false;
+  while (!token.empty() && ReadToken(held) == token) {
+    if (!seen && stopped && stopped()) seen = WriteToken(stop_seen, token);
+    absl::SleepFor(absl::Milliseconds(1));
+  }
 }
 
 std::string PauseControl::Path(absl::string_view point, absl::string_view suffix) const {
@@ -54,13 +71,8 @@ absl::Status PauseControl::Arm(absl::string_view point) const {
   static std::atomic<uint64_t> counter{0};
   const std::string token = absl::StrCat(::getpid(), "-", counter.fetch_add(1), "-", absl::ToUnixNanos(absl::Now()));
   // Written under another name and renamed, so that an arrival never takes a half-written arm.
-  const std::string path = Path(point, ".arm"), temp = Path(point, absl::StrCat(".arm.", token));
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    out << token;
-    if (!out.flush()) return absl::InternalError(absl::StrCat("cannot write ", temp));
-  }
-  if (std::rename(temp.c_str(), path.c_str()) != 0) return absl::InternalError(absl::StrCat("cannot create ", path));
+  const std::string path = Path(point, ".arm");
+  if (!WriteToken(path, token)) return absl::InternalError(absl::StrCat("cannot create ", path));
   return absl::OkStatus();
 }
 
@@ -80,7 +92,19 @@ absl::Status PauseControl::WaitHeld(absl::string_view point, absl::Time until,
   return absl::OkStatus();
 }
 
+absl::Status PauseControl::WaitStopSeen(absl::string_view point, absl::Time until) const {
+  // The token ties the file to the hold in place now, not to an earlier one at the same point.
+  const std::string token = ReadToken(Path(point, ".held"));
+  if (token.empty()) return absl::FailedPreconditionError(absl::StrCat(point, ": nothing is held"));
+  while (ReadToken(Path(point, ".stop_seen")) != token) {
+    if (absl::Now() >= until) return absl::DeadlineExceededError(absl::StrCat(point, ": the stop was not seen"));
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status PauseControl::Release(absl::string_view point) const {
+  std::remove(Path(point, ".stop_seen").c_str());
   if (std::remove(Path(point, ".held").c_str()) != 0) {
     return absl::FailedPreconditionError(absl::StrCat(point, ": nothing is held"));
   }
@@ -97,6 +121,33 @@ absl::Status PauseControl::HoldAt(absl::string_view point, int arrival, absl::Ti
     if (absl::Status s = Arm(point); !s.ok()) return s;
     if (absl::Status s = Release(point); !s.ok()) return s;
   }
+}
+
+int PauseControl::CountArrivals(absl::string_view point, absl::Time until,
+                                const std::function<bool()>& done) const {
+  int arrivals = 0;
+  while (HoldAt(point, 1, until, done).ok()) {
+    ++arrivals;
+    if (!Release(point).ok()) break;
+  }
+  Disarm(point);
+  return arrivals;
+}
+
+absl::StatusOr<std::unique_ptr<TempPauseDir>> TempPauseDir::Create() {
+  std::error_code ec;
+  std::string dir = (std::filesystem::temp_directory_path(ec) / "kvc-pause-XXXXXX").string();
+  if (ec || ::mkdtemp(dir.data()) == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot make a temporary pause directory ", dir));
+  }
+  absl::StatusOr<std::unique_ptr<PausePoints>> points = PausePoints::Create(dir);
+  if (!points.ok()) return points.status();
+  return std::unique_ptr<TempPauseDir>(new TempPauseDir(std::move(dir), *std::move(points)));
+}
+
+TempPauseDir::~TempPauseDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
 }
 
 }  // namespace kvc

@@ -8,6 +8,10 @@
 //   2. the next arrival at that point renames D/<point>.arm to D/<point>.held (one arrival wins the rename;
 //      the others, and every arrival at a point that is not armed, pass straight through) and waits;
 //   3. the test sees D/<point>.held (the work is there), acts, and removes the file, which releases it.
+// While it holds, the arrival also watches its call: once the call has stopped (cancelled, or past its
+// deadline) as the server sees it, the arrival writes D/<point>.stop_seen with its token. A client's cancel
+// travels to the server, so a test that stops a call waits for that file before it releases the work, and
+// the check after the point then sees the stop whatever the speed of the machine or the network.
 // Each arm file holds a token of its own, and a hold lasts while D/<point>.held still holds its token.
 // Arming the point again before releasing it holds the next arrival too (e.g. the third prefill chunk).
 //
@@ -55,7 +59,9 @@ class PausePoints {
   static absl::StatusOr<std::unique_ptr<PausePoints>> Create(const std::string& dir);
 
   // Returns at once unless `point` is armed; then holds the calling thread until the test releases it.
-  void Reach(absl::string_view point) const;
+  // `stopped` (optional) says whether the call has stopped; it is polled only while held, and must stay
+  // safe to call until Reach returns.
+  void Reach(absl::string_view point, const std::function<bool()>& stopped = nullptr) const;
 
  private:
   explicit PausePoints(std::string dir) : dir_(std::move(dir)) {}
@@ -76,21 +82,50 @@ class PauseControl {
   // `give_up` (optional, polled) returns true, e.g. because the call already ended elsewhere.
   absl::Status WaitHeld(absl::string_view point, absl::Time until,
                         const std::function<bool()>& give_up = nullptr) const;
+  // Waits until the arrival held at `point` has seen its call stop: OK; FAILED_PRECONDITION when nothing is
+  // held; DEADLINE_EXCEEDED at `until`.
+  absl::Status WaitStopSeen(absl::string_view point, absl::Time until) const;
   // Lets the held arrival go on. FAILED_PRECONDITION when none is held.
   absl::Status Release(absl::string_view point) const;
   // Holds the `arrival`-th arrival at `point` from now (1: the next), letting the earlier ones pass; returns
   // once it is held, with WaitHeld's errors.
   absl::Status HoldAt(absl::string_view point, int arrival, absl::Time until,
                       const std::function<bool()>& give_up = nullptr) const;
+  // Holds and releases each arrival at `point` from now, one at a time, until `done` (polled) returns true
+  // or `until` passes; returns how many arrived. Each hold is the work's chance to see a stop.
+  int CountArrivals(absl::string_view point, absl::Time until, const std::function<bool()>& done) const;
 
  private:
   std::string Path(absl::string_view point, absl::string_view suffix) const;
   std::string dir_;
 };
 
+// For in-process tests: a fresh control directory under the system's temporary directory with the
+// PausePoints a service borrows and the PauseControl the test drives; the directory goes with the object,
+// which must outlive the service.
+class TempPauseDir {
+ public:
+  // INTERNAL when the directory cannot be made.
+  static absl::StatusOr<std::unique_ptr<TempPauseDir>> Create();
+  ~TempPauseDir();
+  TempPauseDir(const TempPauseDir&) = delete;
+  TempPauseDir& operator=(const TempPauseDir&) = delete;
+
+  const PausePoints* points() const { return points_.get(); }
+  const PauseControl& control() const { return control_; }
+
+ private:
+  TempPauseDir(std::string dir, std::unique_ptr<PausePoints> points)
+      : dir_(std::move(dir)), points_(std::move(points)), control_(dir_) {}
+  const std::string dir_;
+  const std::unique_ptr<PausePoints> points_;
+  const PauseControl control_;
+};
+
 // For the roles' optional pointer: Reach when `points` is set.
-inline void ReachPausePoint(const PausePoints* points, absl::string_view point) {
-  if (points != nullptr) points->Reach(point);
+inline void ReachPausePoint(const PausePoints* points, absl::string_view point,
+                            const std::function<bool()>& stopped = nullptr) {
+  if (points != nullptr) points->Reach(point, stopped);
 }
 
 }  // namespace kvc

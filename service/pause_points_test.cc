@@ -91,6 +91,41 @@ TEST_F(PausePointsTest, HoldAtLetsEarlierArrivalsPass) {
   EXPECT_EQ(arrivals.load(), 5);
 }
 
+TEST_F(PausePointsTest, HeldArrivalSaysWhenItsCallHasStopped) {
+  PauseControl control(dir_);
+  EXPECT_EQ(control.WaitStopSeen(kPoint, Soon()).code(), absl::StatusCode::kFailedPrecondition);
+  std::atomic<bool> stopped{false};
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE(round);
+    stopped = false;
+    ASSERT_TRUE(control.Arm(kPoint).ok());
+    std::thread worker([&] { points_->Reach(kPoint, [&] { return stopped.load(); }); });
+    ASSERT_TRUE(control.WaitHeld(kPoint, Soon()).ok());
+    // Not stopped yet (the first round's file went with its release).
+    EXPECT_EQ(control.WaitStopSeen(kPoint, absl::Now() + absl::Milliseconds(30)).code(),
+              absl::StatusCode::kDeadlineExceeded);
+    stopped = true;
+    EXPECT_TRUE(control.WaitStopSeen(kPoint, Soon()).ok());
+    EXPECT_TRUE(control.Held(kPoint));
+    ASSERT_TRUE(control.Release(kPoint).ok());
+    worker.join();
+  }
+}
+
+TEST_F(PausePointsTest, CountArrivalsHoldsEachOneUntilDone) {
+  PauseControl control(dir_);
+  std::atomic<bool> finished{false};
+  std::thread worker([&] {
+    // Starts once the first arm is there, so that no arrival passes before the count begins.
+    while (!std::filesystem::exists(dir_ + "/" + kPoint + ".arm")) absl::SleepFor(absl::Milliseconds(1));
+    for (int i = 0; i < 3; ++i) points_->Reach(kPoint);
+    finished = true;
+  });
+  EXPECT_EQ(control.CountArrivals(kPoint, Soon(), [&] { return finished.load(); }), 3);
+  worker.join();
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/" + kPoint + ".arm"));
+}
+
 TEST_F(PausePointsTest, DisarmWithdrawsAnUnusedArm) {
   PauseControl control(dir_);
   ASSERT_TRUE(control.Arm(kPoint).ok());

@@ -103,8 +103,8 @@ absl::StatusOr<ParsedServerConfig> ParseServerConfig(int argc, const char* const
   app.add_option("--metrics-listen", c.metrics_listen, "Prometheus /metrics address (empty: off)")
       ->envname("KVC_METRICS_LISTEN")->capture_default_str();
   app.add_option("--device", c.device, "cpu, cuda or cuda:N")->envname("KVC_DEVICE")->capture_default_str();
-  app.add_option("--dtype", c.dtype, "Model dtype: float32, bfloat16 or float16 (default: float32 on CPU, "
-                                     "bfloat16 on CUDA)")->envname("KVC_DTYPE");
+  app.add_option("--dtype", c.dtype, "Model dtype: float32, bfloat16 or float16 (float16 on CUDA only; "
+                                     "default: float32 on CPU, bfloat16 on CUDA)")->envname("KVC_DTYPE");
   app.add_option("--threads", c.threads, "CPU intra-op threads (0: LibTorch's default)")
       ->envname("KVC_THREADS")->capture_default_str();
   app.add_option("--max-queue-tokens", c.max_queue_tokens,

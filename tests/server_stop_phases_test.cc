@@ -2,8 +2,9 @@
 // Precompute and a Generate reaches the client as CANCELLED or DEADLINE_EXCEEDED, the server counts the
 // call once, under that code, and the store holds nothing of the stopped call (no cache, no temp file).
 //
-// Each row holds the call's work at the phase's pause point (service/pause_points.h), stops the call there
-// and only then lets the work go on, so no row depends on how fast the machine is. The queued phases first
+// Each row holds the call's work at the phase's pause point (service/pause_points.h), stops the call there,
+// waits until the held work has seen the stop and only then lets it go on, so no row depends on how fast
+// the machine or the loopback is. The queued phases first
 // hold another call on the device (the scheduler has one worker). A deadline row needs the hold to come
 // before its deadline; when a very slow machine misses that, the row runs again with a longer deadline.
 #include <filesystem>
@@ -211,6 +212,10 @@ class ServerStopPhasesTest : public ::testing::Test {
     if (stop == Stop::kCancel) call->Cancel();
     const grpc::Status status = call->Wait();  // a deadline row returns at its deadline
     if (held.ok()) {
+      // The client's cancel travels to the server, and the server's copy of the deadline ends a transit
+      // after the client's: the work goes on only once the server has seen the stop.
+      absl::Status seen = pause.WaitStopSeen(phase.point, until);
+      EXPECT_TRUE(seen.ok()) << phase.name << ": " << seen;
       EXPECT_TRUE(pause.Release(phase.point).ok());
     }
     pause.Disarm(phase.point);

@@ -24,7 +24,7 @@ namespace kvc {
 struct ModelOptions {
   // "cpu", "cuda", "cuda:1". CUDA is refused with FAILED_PRECONDITION when no GPU is present.
   std::string device = "cpu";
-  // float32 on CPU; bfloat16 or float16 on CUDA (default bfloat16 there).
+  // float32 (default) or bfloat16 on CPU; bfloat16 (default) or float16 or float32 on CUDA.
   std::optional<torch::ScalarType> dtype;
   // Intra-op threads for CPU; 0 keeps LibTorch's default.
   int num_threads = 0;

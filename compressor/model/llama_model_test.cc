@@ -171,5 +171,33 @@ TEST(LlamaModelTest, CudaWithoutGpuIsFailedPrecondition) {
   EXPECT_EQ(model.status().code(), absl::StatusCode::kFailedPrecondition) << model.status();
 }
 
+// bfloat16 on CPU (what a CUDA server computes in) against transformers' float32 logits: within bfloat16
+// rounding, the same bound the CUDA bfloat16 test uses.
+TEST(LlamaModelTest, Bfloat16OnCpuMatchesTransformersWithinRounding) {
+  ModelOptions opts;
+  opts.dtype = torch::kBFloat16;
+  auto model = LlamaModel::Load(kvc::testing::TestData("tiny_llama"), opts);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ((*model)->dtype(), torch::kBFloat16);
+  Reference ref = LoadReference(kvc::testing::TestData("tiny_llama/reference.safetensors"));
+  const int64_t n = ref.input_ids.size(0);
+  KvCache cache = (*model)->NewCache();
+  EXPECT_EQ(cache.shape().dtype, torch::kBFloat16);
+  auto out = (*model)->Forward(ref.input_ids, torch::arange(n, torch::kInt64), cache, {Iota(n), 0});
+  ASSERT_TRUE(out.ok()) << out.status();
+  torch::Tensor got = out->logits.to(torch::kFloat32);
+  const double rel = ((got - ref.logits).abs().amax(1) / ref.logits.abs().amax(1)).max().item<double>();
+  const double top1 = (got.argmax(1) == ref.logits.argmax(1)).to(torch::kFloat64).mean().item<double>();
+  EXPECT_LE(rel, 5e-2);
+  EXPECT_GE(top1, 0.9);
+}
+
+TEST(LlamaModelTest, Float16OnCpuIsInvalidArgument) {
+  ModelOptions opts;
+  opts.dtype = torch::kFloat16;
+  auto model = LlamaModel::Load(kvc::testing::TestData("tiny_llama"), opts);
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument) << model.status();
+}
+
 }  // namespace
 }  // namespace kvc
