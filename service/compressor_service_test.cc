@@ -929,11 +929,13 @@ TEST_F(CompressorServiceTest, CancelAndDeadlineStopCompressionAtTheNextChunk) {
     CompressResponse response;
     absl::Notification done;
     grpc::Status status;
+    ASSERT_TRUE(pause.Arm(pause_point::kCompressPrefillChunk).ok());  // before the call: chunks count from 1
     h->stub->async()->Compress(&ctx, &cancelled, &response, [&](grpc::Status st) {
       status = st;
       done.Notify();
     });
-    absl::Status held = pause.HoldAt(pause_point::kCompressPrefillChunk, 5, absl::Now() + absl::Seconds(60));
+    absl::Status held =
+        pause.HoldAtArmed(pause_point::kCompressPrefillChunk, 5, absl::Now() + absl::Seconds(60));
     EXPECT_TRUE(held.ok()) << held;
     ctx.TryCancel();
     if (held.ok()) {
@@ -956,12 +958,13 @@ TEST_F(CompressorServiceTest, CancelAndDeadlineStopCompressionAtTheNextChunk) {
     CompressResponse response;
     absl::Notification done;
     grpc::Status status;
+    ASSERT_TRUE(pause.Arm(pause_point::kCompressPrefillChunk).ok());
     h->stub->async()->Compress(&ctx, &request, &response, [&](grpc::Status st) {
       status = st;
       done.Notify();
     });
-    absl::Status held = pause.HoldAt(pause_point::kCompressPrefillChunk, 5, deadline,
-                                     [&done] { return done.HasBeenNotified(); });
+    absl::Status held = pause.HoldAtArmed(pause_point::kCompressPrefillChunk, 5, deadline,
+                                          [&done] { return done.HasBeenNotified(); });
     const bool in_time = held.ok() && absl::Now() < deadline;
     if (held.ok()) {
       absl::Status seen = pause.WaitStopSeen(pause_point::kCompressPrefillChunk, deadline + absl::Seconds(60));

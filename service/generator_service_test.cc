@@ -639,13 +639,14 @@ TEST_F(GeneratorServiceTest, ExpiredDeadlinesAreNotDecoded) {
     const auto deadline = In(timeout);
     Streamed partial;
     std::atomic<bool> done{false};
+    ASSERT_TRUE(pause.Arm(pause_point::kGenerateDecodeStep).ok());  // before the call: steps count from 1
     std::thread call([&] {
       partial = Call(Request({a.id}, max_tokens), deadline);
       done = true;
     });
     const absl::Time until = absl::FromChrono(deadline);
     const absl::Status held =
-        pause.HoldAt(pause_point::kGenerateDecodeStep, 6, until, [&done] { return done.load(); });
+        pause.HoldAtArmed(pause_point::kGenerateDecodeStep, 6, until, [&done] { return done.load(); });
     const bool in_time = held.ok() && absl::Now() < until;
     if (held.ok()) {
       const absl::Status seen = pause.WaitStopSeen(pause_point::kGenerateDecodeStep, until + absl::Seconds(60));
@@ -676,6 +677,7 @@ TEST_F(GeneratorServiceTest, ClientCancelMidStreamStopsDecoding) {
     grpc::ClientContext ctx;
     ctx.set_deadline(In(std::chrono::seconds(120)));
     grpc::Status status;
+    ASSERT_TRUE(pause.Arm(pause_point::kGenerateDecodeStep).ok());
     std::thread call([&] {
       auto reader = stub_->Generate(&ctx, Request({a.id}, max_tokens));
       GenerateResponse msg;
@@ -684,7 +686,7 @@ TEST_F(GeneratorServiceTest, ClientCancelMidStreamStopsDecoding) {
       status = reader->Finish();
     });
     const absl::Status held =
-        pause.HoldAt(pause_point::kGenerateDecodeStep, 6, absl::Now() + absl::Seconds(60));
+        pause.HoldAtArmed(pause_point::kGenerateDecodeStep, 6, absl::Now() + absl::Seconds(60));
     EXPECT_TRUE(held.ok()) << held;
     ctx.TryCancel();
     if (held.ok()) {

@@ -114,6 +114,11 @@ absl::Status PauseControl::Release(absl::string_view point) const {
 absl::Status PauseControl::HoldAt(absl::string_view point, int arrival, absl::Time until,
                                   const std::function<bool()>& give_up) const {
   if (absl::Status s = Arm(point); !s.ok()) return s;
+  return HoldAtArmed(point, arrival, until, give_up);
+}
+
+absl::Status PauseControl::HoldAtArmed(absl::string_view point, int arrival, absl::Time until,
+                                       const std::function<bool()>& give_up) const {
   for (int n = 1;; ++n) {
     if (absl::Status s = WaitHeld(point, until, give_up); !s.ok()) return s;
     if (n == arrival) return absl::OkStatus();
@@ -126,9 +131,11 @@ absl::Status PauseControl::HoldAt(absl::string_view point, int arrival, absl::Ti
 int PauseControl::CountArrivals(absl::string_view point, absl::Time until,
                                 const std::function<bool()>& done) const {
   int arrivals = 0;
-  while (HoldAt(point, 1, until, done).ok()) {
+  // Armed again before each release, so that no arrival slips past uncounted.
+  if (!Arm(point).ok()) return 0;
+  while (WaitHeld(point, until, done).ok()) {
     ++arrivals;
-    if (!Release(point).ok()) break;
+    if (!Arm(point).ok() || !Release(point).ok()) break;
   }
   Disarm(point);
   return arrivals;

@@ -91,6 +91,10 @@ class PauseControl {
   // once it is held, with WaitHeld's errors.
   absl::Status HoldAt(absl::string_view point, int arrival, absl::Time until,
                       const std::function<bool()>& give_up = nullptr) const;
+  // HoldAt for a point the test armed itself before it started the work, so that the count of arrivals
+  // starts there and not at whatever the work had reached by the time HoldAt is called.
+  absl::Status HoldAtArmed(absl::string_view point, int arrival, absl::Time until,
+                           const std::function<bool()>& give_up = nullptr) const;
   // Holds and releases each arrival at `point` from now, one at a time, until `done` (polled) returns true
   // or `until` passes; returns how many arrived. Each hold is the work's chance to see a stop.
   int CountArrivals(absl::string_view point, absl::Time until, const std::function<bool()>& done) const;

@@ -31,6 +31,10 @@ class PausePointsTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   absl::Time Soon() const { return absl::Now() + absl::Seconds(60); }
+  // Until the test has armed kPoint: a worker that must not arrive before the arm waits here.
+  void WaitArmed() const {
+    while (!std::filesystem::exists(dir_ + "/" + kPoint + ".arm")) absl::SleepFor(absl::Milliseconds(1));
+  }
 
   std::string dir_;
   std::unique_ptr<PausePoints> points_;
@@ -78,6 +82,8 @@ TEST_F(PausePointsTest, HoldAtLetsEarlierArrivalsPass) {
   PauseControl control(dir_);
   std::atomic<int> arrivals{0};
   std::thread worker([&] {
+    // Starts once the first arm is there: an arrival before it would pass uncounted.
+    WaitArmed();
     for (int i = 0; i < 5; ++i) {
       points_->Reach(kPoint);
       ++arrivals;
@@ -116,8 +122,7 @@ TEST_F(PausePointsTest, CountArrivalsHoldsEachOneUntilDone) {
   PauseControl control(dir_);
   std::atomic<bool> finished{false};
   std::thread worker([&] {
-    // Starts once the first arm is there, so that no arrival passes before the count begins.
-    while (!std::filesystem::exists(dir_ + "/" + kPoint + ".arm")) absl::SleepFor(absl::Milliseconds(1));
+    WaitArmed();  // no arrival passes before the count begins
     for (int i = 0; i < 3; ++i) points_->Reach(kPoint);
     finished = true;
   });

@@ -115,8 +115,9 @@ TEST_F(ServerShutdownTest, SigtermDrainsInFlightCallsThenExitsZero) {
   // A Generate held between two decode steps (two tokens out), and a Compress queued behind it (the device
   // has one worker): both are in flight when SIGTERM comes, whatever the machine's speed.
   GenerateResult generated;
+  ASSERT_TRUE(pause.Arm(pause_point::kGenerateDecodeStep).ok());  // before the call, however fast it decodes
   std::unique_ptr<CallInFlight> generate = StartGenerate(stubs, LongGenerate(id, tokens), &generated);
-  ASSERT_TRUE(pause.HoldAt(pause_point::kGenerateDecodeStep, 3, absl::Now() + kPatience).ok()) << server->Log();
+  ASSERT_TRUE(pause.HoldAtArmed(pause_point::kGenerateDecodeStep, 3, absl::Now() + kPatience).ok()) << server->Log();
   ASSERT_TRUE(pause.Arm(pause_point::kCompressQueued).ok());
   v1::CompressResponse compressed;
   CallInFlight compress(std::chrono::milliseconds(600000), [&](grpc::ClientContext* ctx) {
@@ -190,8 +191,9 @@ TEST_F(ServerShutdownTest, DrainTimeoutCancelsWhatIsStillRunningAndStillExitsZer
 
   // Held between two decode steps for as long as the test wants: far past the 0.2 s drain.
   GenerateResult generated;
+  ASSERT_TRUE(pause.Arm(pause_point::kGenerateDecodeStep).ok());  // before the call, however fast it decodes
   std::unique_ptr<CallInFlight> generate = StartGenerate(stubs, LongGenerate(id, tokens), &generated);
-  ASSERT_TRUE(pause.HoldAt(pause_point::kGenerateDecodeStep, 3, absl::Now() + kPatience).ok()) << server->Log();
+  ASSERT_TRUE(pause.HoldAtArmed(pause_point::kGenerateDecodeStep, 3, absl::Now() + kPatience).ok()) << server->Log();
 
   const absl::Time term_at = absl::Now();
   ASSERT_EQ(kill(server->pid(), SIGTERM), 0);

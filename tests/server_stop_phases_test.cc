@@ -195,6 +195,8 @@ class ServerStopPhasesTest : public ::testing::Test {
 
     const std::chrono::milliseconds call_timeout =
         stop == Stop::kDeadline ? timeout : std::chrono::milliseconds(600000);
+    // Armed before the call starts, so that a fast call cannot pass the point first.
+    EXPECT_TRUE(pause.Arm(phase.point).ok());
     std::unique_ptr<CallInFlight> call = Start(phase.rpc, seed, cache_id, call_timeout);
     // Past its deadline the work may stop before the point; the server then counts the call, which ends
     // the wait (checked at most every 20 ms).
@@ -205,7 +207,7 @@ class ServerStopPhasesTest : public ::testing::Test {
       next_look = absl::Now() + absl::Milliseconds(20);
       return Count(Metrics(), phase.rpc) > total_before;
     };
-    absl::Status held = pause.HoldAt(phase.point, phase.arrival, until, ended_elsewhere);
+    absl::Status held = pause.HoldAtArmed(phase.point, phase.arrival, until, ended_elsewhere);
     const bool in_time = held.ok() && absl::Now() < call->deadline();
     EXPECT_TRUE(held.ok() || absl::IsCancelled(held)) << held;
 
