@@ -876,16 +876,31 @@ TEST_F(CompressorServiceTest, FullQueueIsResourceExhausted) {
 }
 
 TEST_F(CompressorServiceTest, DeadlinesAreHonoured) {
-  auto h = Start();
+  absl::StatusOr<std::unique_ptr<TempPauseDir>> dir = TempPauseDir::Create();
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  CompressorServiceOptions options;
+  options.pause_points = (*dir)->points();
+  auto h = Start(options);
+  const PauseControl& pause = (*dir)->control();
   CompressResponse response;
   // Already expired when sent.
   grpc::Status s = Compress(*h, FinchRequest(), &response, absl::Milliseconds(-10));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
 
-  // Expires while the request waits in the queue: the job is never run and nothing is stored.
+  // Expires while the request waits in the queue: the job is never run and nothing is stored. The call is
+  // held once queued until the server has seen its deadline pass, and only then is the device free.
   std::shared_ptr<absl::Notification> release = BlockWorker(*h->scheduler);
-  s = Compress(*h, FinchRequest(), &response, absl::Milliseconds(300));
+  // The deadline leaves far more than the few milliseconds a small request needs to be queued.
+  ASSERT_TRUE(pause.Arm(pause_point::kCompressQueued).ok());
+  s = Compress(*h, FinchRequest(), &response, absl::Seconds(2));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  const absl::Status queued = pause.WaitHeld(pause_point::kCompressQueued, absl::Now() + absl::Seconds(60));
+  EXPECT_TRUE(queued.ok()) << queued;
+  if (queued.ok()) {
+    const absl::Status seen = pause.WaitStopSeen(pause_point::kCompressQueued, absl::Now() + absl::Seconds(60));
+    EXPECT_TRUE(seen.ok()) << seen;
+    EXPECT_TRUE(pause.Release(pause_point::kCompressQueued).ok());
+  }
   release->Notify();
   WaitIdle(*h->scheduler);
   EXPECT_EQ(StoredCount(*h), 0);

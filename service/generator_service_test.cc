@@ -616,15 +616,23 @@ TEST_F(GeneratorServiceTest, ExpiredDeadlinesAreNotDecoded) {
   EXPECT_EQ(Call(Request({a.id}), In(std::chrono::milliseconds(-1000))).status.error_code(),
             grpc::DEADLINE_EXCEEDED);
 
-  // Expires while waiting in the queue: the job is not started.
+  // Expires while waiting in the queue: the job is not started. The call is held once queued until the
+  // server has seen its deadline pass, and only then is the device free.
   std::shared_ptr<absl::Notification> release = BlockScheduler();
   grpc::ClientContext ctx;
-  ctx.set_deadline(In(std::chrono::milliseconds(1000)));  // long enough to be loaded and queued first
+  ctx.set_deadline(In(std::chrono::seconds(2)));  // far more than loading and queueing a small cache needs
+  ASSERT_TRUE(pause.Arm(pause_point::kGenerateQueued).ok());
   auto reader = stub_->Generate(&ctx, Request({a.id}));
-  WaitQueued(1);
+  const absl::Status queued = pause.WaitHeld(pause_point::kGenerateQueued, absl::Now() + absl::Seconds(60));
+  EXPECT_TRUE(queued.ok()) << queued;
   GenerateResponse msg;
   EXPECT_FALSE(reader->Read(&msg));
   EXPECT_EQ(reader->Finish().error_code(), grpc::DEADLINE_EXCEEDED);
+  if (queued.ok()) {
+    const absl::Status seen = pause.WaitStopSeen(pause_point::kGenerateQueued, absl::Now() + absl::Seconds(60));
+    EXPECT_TRUE(seen.ok()) << seen;
+    EXPECT_TRUE(pause.Release(pause_point::kGenerateQueued).ok());
+  }
   release->Notify();
   WaitSchedulerIdle();
   EXPECT_EQ(Metric("kvc_generated_tokens_total"), 0);
