@@ -113,6 +113,7 @@ class CompressorServiceTest : public ::testing::Test {
   // A server with its own store, scheduler and metrics. Torn down server first (every call finishes), then
   // the service, the scheduler and the store.
   struct Harness {
+    std::unique_ptr<TempPauseDir> pause_dir;  // declared first: it outlives the service; null without one
     std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
     std::unique_ptr<ServiceMetrics> metrics;
     std::unique_ptr<CacheStore> store;
@@ -152,6 +153,18 @@ class CompressorServiceTest : public ::testing::Test {
     EXPECT_GT(port, 0);
     h->stub = kvc::v1::Compressor::NewStub(
         grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+    return h;
+  }
+
+  // Start, with the service holding calls at the pause points of a fresh directory (h->pause_dir).
+  std::unique_ptr<Harness> StartWithPausePoints() {
+    absl::StatusOr<std::unique_ptr<TempPauseDir>> dir = TempPauseDir::Create();
+    EXPECT_TRUE(dir.ok()) << dir.status();
+    if (!dir.ok()) return nullptr;
+    CompressorServiceOptions options;
+    options.pause_points = (*dir)->points();
+    std::unique_ptr<Harness> h = Start(options);
+    h->pause_dir = *std::move(dir);
     return h;
   }
 
@@ -876,12 +889,9 @@ TEST_F(CompressorServiceTest, FullQueueIsResourceExhausted) {
 }
 
 TEST_F(CompressorServiceTest, DeadlinesAreHonoured) {
-  absl::StatusOr<std::unique_ptr<TempPauseDir>> dir = TempPauseDir::Create();
-  ASSERT_TRUE(dir.ok()) << dir.status();
-  CompressorServiceOptions options;
-  options.pause_points = (*dir)->points();
-  auto h = Start(options);
-  const PauseControl& pause = (*dir)->control();
+  auto h = StartWithPausePoints();
+  ASSERT_NE(h, nullptr);
+  const PauseControl& pause = h->pause_dir->control();
   CompressResponse response;
   // Already expired when sent.
   grpc::Status s = Compress(*h, FinchRequest(), &response, absl::Milliseconds(-10));
@@ -927,12 +937,9 @@ int ChunksUntilIdle(const PauseControl& pause, Scheduler& scheduler) {
 // once the held chunk has seen the stop the work goes on: the call ends with that code, no other chunk
 // starts, and nothing is stored.
 TEST_F(CompressorServiceTest, CancelAndDeadlineStopCompressionAtTheNextChunk) {
-  absl::StatusOr<std::unique_ptr<TempPauseDir>> dir = TempPauseDir::Create();
-  ASSERT_TRUE(dir.ok()) << dir.status();
-  CompressorServiceOptions options;
-  options.pause_points = (*dir)->points();
-  auto h = Start(options);
-  const PauseControl& pause = (*dir)->control();
+  auto h = StartWithPausePoints();
+  ASSERT_NE(h, nullptr);
+  const PauseControl& pause = h->pause_dir->control();
   const CompressRequest cancelled = SlowRequest("Where does the river flow?", 16);
   const int64_t chunks = (Encode(runtime_->EncodeDocument(LongDocument(16))).size() + 3) / 4;
   ASSERT_GT(chunks, 200);
