@@ -109,8 +109,13 @@ TEST_F(SmolLM2ParityTest, ChunkedPrefillOf512In64sEqualsOnePass) {
     parts.push_back(out->logits);
   }
   double diff = (torch::cat(parts, 0) - full->logits).abs().max().item<double>();
-  std::cout << "chunked (64) vs one pass, 512 tokens: max abs logit diff " << diff << "\n";
-  EXPECT_LE(diff, 1e-4);
+  double scale = full->logits.abs().max().item<double>();
+  std::cout << "chunked (64) vs one pass, 512 tokens: max abs logit diff " << diff << " (logit scale " << scale
+            << ")\n";
+  // Chunks change the matmul shapes and the thread split, so float32 sums round differently through 30
+  // layers: measured 0.7-1.2e-4 absolute on logits up to ~40, depending on load. A wrong mask or position
+  // would be off by whole units.
+  EXPECT_LE(diff / scale, 2e-5);
 }
 
 }  // namespace
