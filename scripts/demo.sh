@@ -56,8 +56,8 @@ fi
 echo
 echo "demo: document: ${DOC#"$ROOT"/} ($(wc -w < "$DOC") words)"
 echo "demo: question: $QUESTION"
-echo "demo: answer (Finch, ratio $RATIO):"
-"${KVC[@]}" ask "$DOC" --query "$QUESTION" --method finch --ratio "$RATIO" --max-tokens 48
+echo "demo: answer (the default method, focus, ratio $RATIO):"
+"${KVC[@]}" ask "$DOC" --query "$QUESTION" --ratio "$RATIO" --max-tokens 48
 echo
 
 # A graceful stop: the server drains and exits 0.

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "compressor/format/kvc_reader.h"
+#include "compressor/tokenizer/text_boundaries.h"
 #include "service/cache_info.h"
 #include "service/call_stop.h"
 #include "service/compress_request.h"
@@ -84,6 +85,11 @@ void CacheBuilder::RunJob(const std::shared_ptr<Work>& work, const JobStart& sta
 
   CompressionInput ci;
   ci.model = &runtime_->model();
+  if (!in.context.empty()) {
+    absl::StatusOr<std::vector<uint8_t>> boundaries = TextBoundaries(runtime_->tokenizer(), in.context);
+    if (!boundaries.ok()) return work->done(boundaries.status());
+    ci.boundaries = *std::move(boundaries);
+  }
   ci.context = std::move(in.context);
   ci.protected_prefix = work->prefix_tokens;
   ci.suffix = std::move(in.suffix);

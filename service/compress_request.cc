@@ -17,7 +17,7 @@ absl::Status WithField(const absl::Status& status, absl::string_view field) {
 }
 
 const std::vector<std::string>& KnownMethods() {
-  static const auto* const kMethods = new std::vector<std::string>{"finch", "knorm", "none", "random",
+  static const auto* const kMethods = new std::vector<std::string>{"finch", "focus", "knorm", "none", "random",
                                                                    "snapkv", "streaming_llm", "truncate"};
   return *kMethods;
 }
@@ -34,7 +34,7 @@ absl::Status QualifySpecError(const absl::Status& status) {
 absl::StatusOr<ParsedSpec> ParseSpec(const kvc::v1::CompressionSpec& wire) {
   ParsedSpec out;
   CompressionSpec& spec = out.spec;
-  spec.method = wire.method().empty() ? "finch" : wire.method();
+  spec.method = wire.method().empty() ? "focus" : wire.method();
   const std::vector<std::string>& known = KnownMethods();
   if (std::find(known.begin(), known.end(), spec.method) == known.end()) {
     return absl::InvalidArgumentError(absl::StrCat("spec.method: unknown method '", spec.method,

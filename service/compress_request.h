@@ -52,7 +52,7 @@ struct ParsedSpec {
   bool UsesQuery(bool prefilled) const { return query_aware || (prefilled && spec.method == "snapkv"); }
 };
 
-// Method "" becomes "finch". A budget is required except for "none", which ignores it: neither is
+// Method "" becomes "focus" (docs/methods.md says why). A budget is required except for "none", which ignores it: neither is
 // INVALID_ARGUMENT; ratio < 1, NaN or infinite, or target_tokens < 1, OUT_OF_RANGE. Unknown methods,
 // option names and unparsable values INVALID_ARGUMENT, values out of range OUT_OF_RANGE, as the methods
 // library decides; its messages are qualified with "spec.".

@@ -63,6 +63,31 @@ std::vector<kvc::v1::MethodInfo> MethodCatalog(int64_t prefill_chunk) {
               Option("keep_query", "false",
                      "Keep the query's own KV in the cache, counted in the budget (kvpress FinchPress parity; "
                      "true/false).")}),
+      Method("focus", true,
+             {Option("chunk_tokens", "2048",
+                     "Context tokens per chunk of the query-guided prefill, as for finch (1 to 16777216, at most "
+                     "the model window)."),
+              Option("score", "contrast",
+                     "contrast: the query's attention to a key divided by the attention the document's own rows "
+                     "give it (relevance, not attention mass), each head's scores summing to 1; attention: "
+                     "finch's vote."),
+              Option("doc_rows", "128", "Document rows per chunk sampled for the contrast, 1 to 65536."),
+              Option("span", "sentence",
+                     "Unit of selection: token, word (a number or name is kept whole), sentence (the text's "
+                     "sentences and lines, cut into pieces of at most span_tokens) or fixed (runs of span_tokens)."),
+              Option("span_tokens", "32", "Longest sentence piece, or the length of fixed spans; 1 to 65536."),
+              Option("span_pool", "max", "A span's score from its tokens' scores: max or mean."),
+              Option("pool_kernel", "0", "Max-pool the token scores over this many neighbours first (odd; 0: off)."),
+              Option("selection", "shared",
+                     "shared: the same tokens in every layer and head; layer: one set per layer; kv_head: one set "
+                     "per KV head and layer."),
+              Option("sinks", "4", "First context tokens always kept (attention sinks), 0 to 65536."),
+              Option("head_weight", "uniform", "uniform, or peak: weigh each head by its largest score."),
+              Option("normalize", "false", "Finch's row scaling of the query attention (true/false)."),
+              Option("rerotate", "true", "Re-rotate kept keys to contiguous positions (true/false)."),
+              Option("prefix_in_budget", "false",
+                     "Count the protected prefix in a ratio's budget (C / ratio kept, as other methods); by "
+                     "default the ratio applies to the documents and the prefix is kept on top (true/false).")}),
       Method("knorm", false, {ChunkTokens(chunk)}),
       Method("none", false, {ChunkTokens(chunk)}),
       Method("random", false,

@@ -166,7 +166,7 @@ TEST_F(ServerE2eTest, GetModelInfoDescribesTinyChat) {
     }
   }
   EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
-  for (const char* want : {"finch", "snapkv", "streaming_llm", "knorm", "random", "truncate", "none"}) {
+  for (const char* want : {"focus", "finch", "snapkv", "streaming_llm", "knorm", "random", "truncate", "none"}) {
     EXPECT_THAT(names, Contains(std::string(want)));
   }
   EXPECT_GT(m.limits().max_context_tokens(), 0);

@@ -3,7 +3,7 @@
 // compress the context with the query, decode at most 16 tokens greedily from the compressed cache, and
 // score "any answer appears in the output, case-insensitively". One JSON line per run on stdout.
 //
-//   kvc-eval --data dev.jsonl --methods none,finch,snapkv --ratios 2,4,8 [--max-records N]
+//   kvc-eval --data dev.jsonl --methods none,finch,snapkv,focus@span=token --ratios 2,4,8 [--max-records N]
 //            [--max-context-tokens 2500] [--long-methods finch,truncate] [--option finch.chunk_tokens=2048]
 #include <algorithm>
 #include <chrono>
@@ -27,6 +27,7 @@
 #include "compressor/model/greedy.h"
 #include "compressor/model/model_dtype.h"
 #include "compressor/tokenizer/chat_template.h"
+#include "compressor/tokenizer/text_boundaries.h"
 #include "compressor/tokenizer/tokenizer.h"
 
 namespace {
@@ -35,6 +36,22 @@ constexpr char kSystem[] = "Answer the question using only the context. Reply wi
 
 double Seconds(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// "focus@span=token+selection=layer": method focus with those options on top of --option's, reported under
+// the whole name, so that one run can hold several variants of a method (ablations).
+absl::StatusOr<std::pair<std::string, std::map<std::string, std::string>>> ParseVariant(const std::string& name) {
+  std::vector<std::string> parts = absl::StrSplit(name, absl::MaxSplits('@', 1));
+  std::map<std::string, std::string> options;
+  if (parts.size() == 2) {
+    for (absl::string_view kv : absl::StrSplit(parts[1], '+')) {
+      std::vector<std::string> nv = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+      if (nv.size() != 2) return absl::InvalidArgumentError("--methods: variant option '" + std::string(kv) +
+                                                            "' of " + name + " wants NAME=VALUE");
+      options[nv[0]] = nv[1];
+    }
+  }
+  return std::make_pair(parts[0], options);
 }
 
 }  // namespace
@@ -129,6 +146,12 @@ int main(int argc, char** argv) {
     input.context = std::move(encoded->context);
     input.protected_prefix = encoded->protected_prefix;
     input.suffix = std::move(encoded->suffix);
+    auto boundaries = kvc::TextBoundaries(**tok, input.context);
+    if (!boundaries.ok()) {
+      std::cerr << "kvc-eval: record " << rec["id"] << ": " << boundaries.status() << "\n";
+      return 1;
+    }
+    input.boundaries = *std::move(boundaries);
     const int64_t n = static_cast<int64_t>(input.context.size());
     if (tokenize_only) {
       nlohmann::json ids = {{"id", rec["id"]}, {"family", rec["family"]}, {"chars", rec["chars"]},
@@ -144,9 +167,15 @@ int main(int argc, char** argv) {
       std::vector<double> method_ratios = method == "none" ? std::vector<double>{1} : ratios;
       for (double ratio : method_ratios) {
         kvc::CompressionSpec spec;
-        spec.method = method;
+        auto variant = ParseVariant(method);
+        if (!variant.ok()) {
+          std::cerr << "kvc-eval: " << variant.status() << "\n";
+          return 2;
+        }
+        spec.method = variant->first;
         spec.ratio = method == "none" ? 0 : ratio;
-        spec.options = options[method];
+        spec.options = options[spec.method];
+        for (const auto& [name, value] : variant->second) spec.options[name] = value;
         auto m = kvc::CreateCompressionMethod(spec);
         if (!m.ok()) {
           std::cerr << "kvc-eval: " << m.status() << "\n";

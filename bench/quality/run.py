@@ -2,22 +2,38 @@
 """Quality protocol of DESIGN §11: kvc's methods, with kvpress beside them, per family and size.
 
 Steps (all engines run on the same prompt token ids):
-  1. `kvc-eval --tokenize-only` on the data: each record's context_ids / suffix_ids; records whose context has
-     more than --max-context-tokens tokens are "long", the others "short".
+  1. `kvc-eval --tokenize-only` on the data: each record's context_ids / suffix_ids, which put it in one tier:
+       short  context <= --max-context-tokens (2500) tokens (and inside the window);
+       fits   longer, but inside the model's window: context <= --window-tokens (8192) - its suffix tokens
+              - --max-new-tokens (16);
+       past   beyond the window.
   2. kvc-eval on the short records with --methods x --ratios (none runs once, at ratio 1).
-  3. kvc-eval on the long records with --long-methods at --long-ratio only (past the 8K window only chunked
-     Finch and truncation can run).
-  4. bench/quality/kvpress_eval.py on the short records' ids with --kvpress presses x --ratios (kvpress
-     prefills the whole context at once, so it cannot go past the model's window).
-  5. Accuracy tables (per family, per size bucket, overall; mean compress_s / decode_s / kept per row) in
-     markdown at --out, and every raw JSON line in --jsonl (default: --out with .jsonl).
+  3. kvc-eval on the fits records with the full cache (none, always) and --long-methods at --long-ratios.
+  4. kvc-eval on the past records with --long-methods at --long-ratios only (past the window only chunked
+     Finch and truncation can run; none is dropped from --long-methods there).
+  5. bench/quality/kvpress_eval.py on the short records' ids with --kvpress presses x --ratios, and, with
+     --kvpress-fits, on the fits records' ids with --kvpress presses x --long-ratios (kvpress prefills the
+     whole context at once, so it cannot go past the model's window).
+  6. Accuracy tables per tier (per family, per size bucket, overall; "% of full"; mean compress_s / decode_s /
+     kept per row), with a "kvpress best" line per ratio (the press with the best accuracy at that ratio,
+     named) next to kvc's rows at that ratio, in markdown at --out, and every raw JSON line in --jsonl
+     (default: --out with .jsonl).
 Exits non-zero if any run reported "error" or a step failed (the report is still written).
 
   bench/quality/run.py --data /work/shared/eval/dev.jsonl                     # the full protocol (long!)
   bench/quality/run.py --data dev.jsonl --max-records 2 --ratios 4 --methods none,finch --kvpress finch \\
       --out /tmp/q.md
 
-Size buckets: each record's "chars" rounded to the nearest (in log scale) of 4K, 8K, 16K, 28K, 64K, 128K.
+Any dev.jsonl-format file works (records {id, family, context, question, answers, chars}): the family columns
+are the data's families in order of appearance, and the size columns group the data's "chars" values: sorted,
+a new group starts at the first value more than 1.5x the smallest of the current group; a group is named by
+its smallest chars in thousands, rounded down ("16K"; "4-7K", from the smallest rounded down to the largest
+rounded up, when its ends differ by more than 20%).
+"% of full": the row's correct answers as a percentage of the full cache's correct answers on the same records
+(the same engine's full cache where it ran on them -- kvpress's none, or a "kvc DTYPE" engine's none --, else
+kvc's); only in tiers where the full cache ran (short, fits), "n/a" where the full cache got none right.
+--resume keys rows by (record id, engine, method, ratio) and the record's context tokens: a stage's record is
+done when every row that stage asks for is in --jsonl; then those rows are carried, else the record runs again.
 kvc-eval's settings are its defaults unless --option METHOD.NAME=VALUE is given (finch: chunk_tokens=2048,
 keep_query off, kv_head granularity; snapkv: window 64 over context tail + suffix; the protected ChatML prefix
 is always kept). kvpress_eval.py --help describes the kvpress runs.
@@ -41,7 +57,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from bench_env import build_binary, command_line, cpu_model, loadavg  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BUCKETS = (4000, 8000, 16000, 28000, 64000, 128000)
+TIERS = ("short", "fits", "past")
 
 
 def log(msg: str) -> None:
@@ -66,13 +82,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--data", required=True, help="dev.jsonl-format file")
     p.add_argument("--methods", default="none,finch,snapkv,truncate", help="kvc methods for the short records")
     p.add_argument("--kvpress", default="finch,snapkv",
-                   help="kvpress presses for the short records (none,finch,finch_qa,snapkv,snapkv_qa; empty: skip)")
+                   help="kvpress presses for the short records (and the fits ones with --kvpress-fits): none,finch,"
+                        "finch_qa,snapkv,snapkv_qa,chunkkv,chunkkv_qa,expected_attention,expected_attention_qa,kvzip "
+                        "(kvpress_eval.py --help); empty: skip")
     p.add_argument("--ratios", default="2,4,8,16,32")
     p.add_argument("--max-records", type=int, default=0, help="only the first N records (0: all)")
     p.add_argument("--max-context-tokens", type=int, default=2500,
-                   help="records with more context tokens are long: --long-methods at --long-ratio, no kvpress")
-    p.add_argument("--long-methods", default="finch,truncate")
-    p.add_argument("--long-ratio", type=float, default=8)
+                   help="records with more context tokens are not short: fits or past the window")
+    p.add_argument("--window-tokens", type=int, default=8192,
+                   help="the model's window: a record fits when context + suffix + --max-new-tokens <= this")
+    p.add_argument("--long-methods", default="finch,truncate",
+                   help="kvc methods for the fits records (beside the full cache) and the past ones")
+    p.add_argument("--long-ratio", "--long-ratios", dest="long_ratios", default="8",
+                   help="comma-separated ratios for the fits and past records (a single number as before works)")
+    p.add_argument("--kvpress-fits", action="store_true",
+                   help="also run the --kvpress presses on the fits records, at --long-ratios (slow)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality-dev.md"))
     p.add_argument("--jsonl", default=None, help="raw JSON lines (default: --out with the suffix .jsonl)")
     p.add_argument("--threads", type=int, default=2)
@@ -88,7 +112,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--python", default=default_python(), help="interpreter for kvpress_eval.py")
     a = p.parse_args(argv)
     a.methods, a.kvpress, a.long_methods = csv(a.methods), csv(a.kvpress), csv(a.long_methods)
-    a.ratios = [float(x) for x in csv(a.ratios)]
+    try:
+        a.ratios = [float(x) for x in csv(a.ratios)]
+        a.long_ratios = [float(x) for x in csv(a.long_ratios)]
+    except ValueError as e:
+        p.error(f"ratios: {e}")
+    if any(r <= 1 for r in a.ratios + a.long_ratios):
+        p.error("ratios must be > 1")
     if a.jsonl is None:
         a.jsonl = str(pathlib.Path(a.out).with_suffix(".jsonl"))
     return a
@@ -161,12 +191,40 @@ def fmt_ratio(r: float) -> str:
     return "full" if r <= 1 else f"{r:g}x"
 
 
-def bucket(chars: int) -> int:
-    return min(BUCKETS, key=lambda b: abs(math.log(max(chars, 1) / b)))
+class Sizes:
+    """Size buckets from the data's own "chars" values (see the module docstring)."""
 
+    GAP, SAME = 1.5, 1.2
 
-def bucket_label(b: int) -> str:
-    return f"{b // 1000}K"
+    def __init__(self, chars):
+        groups: list[list[int]] = []
+        for v in sorted({max(int(c), 1) for c in chars}):
+            if groups and v <= groups[-1][0] * self.GAP:
+                groups[-1].append(v)
+            else:
+                groups.append([v])
+        self.ranges = [(g[0], g[-1]) for g in groups]
+
+        labels = []
+        for lo, hi in self.ranges:
+            if lo < 1000:
+                labels.append(str(lo) if hi <= lo * self.SAME else f"{lo}-{hi}")
+            else:
+                labels.append(f"{lo // 1000}K" if hi <= lo * self.SAME else f"{lo // 1000}-{-(-hi // 1000)}K")
+        if len(set(labels)) != len(labels):
+            labels = [f"{lo}-{hi}" for lo, hi in self.ranges]
+        self.labels = labels
+
+    def of(self, chars) -> int:
+        v = max(int(chars), 1)
+        for i, (lo, hi) in enumerate(self.ranges):
+            if lo <= v <= hi:
+                return i
+        return min(range(len(self.ranges)),  # not in the data (a carried row): the nearest group, in log scale
+                   key=lambda i: min(abs(math.log(v / self.ranges[i][0])), abs(math.log(v / self.ranges[i][1]))))
+
+    def label(self, i: int) -> str:
+        return self.labels[i]
 
 
 def base_method(m: str) -> str:
@@ -174,11 +232,12 @@ def base_method(m: str) -> str:
 
 
 def row_order(a: argparse.Namespace):
+    """Full cache rows first, then ratio by ratio: kvc's rows, then kvpress's."""
     order = {m: i for i, m in enumerate(a.methods + a.long_methods + [base_method(p) for p in a.kvpress])}
 
     def key(row):
         engine, method, ratio = row
-        return (method != "none", order.get(base_method(method), 99), ratio, engine != "kvc", method)
+        return (method != "none", ratio, engine == "kvpress", order.get(base_method(method), 99), method, engine)
     return key
 
 
@@ -193,51 +252,104 @@ def mean(xs: list[float], digits: int = 2) -> str:
     return f"{sum(xs) / len(xs):.{digits}f}" if xs else "n/a"
 
 
-def table(results: list[dict], a: argparse.Namespace) -> list[str]:
-    ok = [r for r in results if "error" not in r]
-    families = list(dict.fromkeys(r["family"] for r in results))
-    buckets = sorted({bucket(r["chars"]) for r in results})
+def group_rows(results: list[dict]) -> dict[tuple, list[dict]]:
     rows: dict[tuple, list[dict]] = collections.defaultdict(list)
     for r in results:
         rows[(r["engine"], r["method"], float(r["ratio"]))].append(r)
-    any_err = len(ok) != len(results)
-    head = ["method"] + families + [bucket_label(b) for b in buckets] + ["overall", "n", "mean compress_s (CPU)",
-                                                                        "mean decode_s (CPU)", "mean kept"]
+    return rows
+
+
+def full_references(rows: dict[tuple, list[dict]]) -> dict[str, dict[str, bool]]:
+    """engine -> {record id: correct} of that engine's full cache (error-free rows)."""
+    refs: dict[str, dict[str, bool]] = {}
+    for (engine, method, _), rs in rows.items():
+        if method == "none":
+            refs.setdefault(engine, {}).update({r["id"]: bool(r["correct"]) for r in rs if "error" not in r})
+    return {e: m for e, m in refs.items() if m}
+
+
+def pct_of_full(rs: list[dict], ref: dict[str, bool] | None) -> str:
+    """The rows' correct answers as a % of the full cache's correct answers on the same records."""
+    if not ref:
+        return "-"
+    same = [r for r in rs if r["id"] in ref]
+    if not same:
+        return "-"
+    full = sum(ref[r["id"]] for r in same)
+    return f"{100 * sum(bool(r['correct']) for r in same) / full:.0f}%" if full else "n/a"
+
+
+def accuracy(rs: list[dict]) -> float:
+    return sum(bool(r["correct"]) for r in rs) / len(rs) if rs else -1.0
+
+
+def table(results: list[dict], a: argparse.Namespace, sizes: Sizes, families: list[str]) -> list[str]:
+    """One tier's table; with a "kvpress best" line after each ratio's rows where kvpress ran at that ratio."""
+    present = {r["family"] for r in results}
+    fams = [f for f in families if f in present] + sorted(present - set(families))
+    buckets = sorted({sizes.of(r["chars"]) for r in results})
+    rows = group_rows(results)
+    refs = full_references(rows)
+    with_full = bool(refs)
+    any_err = any("error" in r for r in results)
+    head = ["method"] + fams + [sizes.label(b) for b in buckets] + ["overall"]
+    head += ["% of full"] if with_full else []
+    head += ["n", "mean compress_s (CPU)", "mean decode_s (CPU)", "mean kept"]
     if any_err:
         head.append("errors")
     L = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
 
-    def cell(rs):
-        return f"{sum(r['correct'] for r in rs)}/{len(rs)}" if rs else "-"
+    def cell(rs, ref):
+        if not rs:
+            return "-"
+        c = f"{sum(bool(r['correct']) for r in rs)}/{len(rs)}"
+        return f"{c} · {pct_of_full(rs, ref)}" if with_full else c
 
-    for row in sorted(rows, key=row_order(a)):
+    def line(label: str, row) -> str:
         rs = [r for r in rows[row] if "error" not in r]
-        c = sum(r["correct"] for r in rs)
-        overall = f"{100 * c / len(rs):.0f}% ({c}/{len(rs)})" if rs else "-"
-        cols = [row_label(row)] + [cell([r for r in rs if r["family"] == f]) for f in families]
-        cols += [cell([r for r in rs if bucket(r["chars"]) == b]) for b in buckets]
+        engine = row[0]
+        ref = refs.get(engine) or refs.get("kvc")
+        if ref is not None and not any(r["id"] in ref for r in rs):
+            ref = refs.get("kvc")
+        c = sum(bool(r["correct"]) for r in rs)
+        cols = [label] + [cell([r for r in rs if r["family"] == f], ref) for f in fams]
+        cols += [cell([r for r in rs if sizes.of(r["chars"]) == b], ref) for b in buckets]
+        cols.append(f"{100 * c / len(rs):.0f}% ({c}/{len(rs)})" if rs else "-")
+        if with_full:
+            cols.append(pct_of_full(rs, ref))
         timed = [r for r in rs if not r.get("device")]  # seconds from this CPU only
-        cols += [overall, str(len(rs)), mean([r["compress_s"] for r in timed]), mean([r["decode_s"] for r in timed]),
+        cols += [str(len(rs)), mean([r["compress_s"] for r in timed]), mean([r["decode_s"] for r in timed]),
                  mean([r["kept"] for r in rs], 0)]
         if any_err:
             cols.append(str(len(rows[row]) - len(rs)))
-        L.append("| " + " | ".join(cols) + " |")
+        return "| " + " | ".join(cols) + " |"
+
+    ordered = sorted(rows, key=row_order(a))
+    for i, row in enumerate(ordered):
+        L.append(line(row_label(row), row))
+        ratio = row[2]
+        if ratio > 1 and (i + 1 == len(ordered) or ordered[i + 1][2] != ratio):  # the last row at this ratio
+            presses = [k for k in ordered if k[0] == "kvpress" and k[2] == ratio and k[1] != "none"
+                       and any("error" not in r for r in rows[k])]
+            if presses:
+                best = max(accuracy([r for r in rows[k] if "error" not in r]) for k in presses)
+                tied = [k for k in presses if accuracy([r for r in rows[k] if "error" not in r]) == best]
+                names = " = ".join(k[1] for k in tied)
+                L.append(line(f"**kvpress best {fmt_ratio(ratio)}: {names}**", tied[0]))
     return L
 
 
-def timing_table(results: list[dict], a: argparse.Namespace) -> list[str]:
+def timing_table(results: list[dict], a: argparse.Namespace, sizes: Sizes) -> list[str]:
     ok = [r for r in results if "error" not in r]
-    buckets = sorted({bucket(r["chars"]) for r in ok})
-    rows: dict[tuple, list[dict]] = collections.defaultdict(list)
-    for r in ok:
-        rows[(r["engine"], r["method"], float(r["ratio"]))].append(r)
-    head = ["method"] + [f"{bucket_label(b)} ({mean([r['context_tokens'] for r in ok if bucket(r['chars']) == b], 0)} tok)"
-                         for b in buckets]
+    buckets = sorted({sizes.of(r["chars"]) for r in ok})
+    rows = group_rows(ok)
+    head = ["method"] + [f"{sizes.label(b)} ({mean([r['context_tokens'] for r in ok if sizes.of(r['chars']) == b], 0)}"
+                         " tok)" for b in buckets]
     L = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for row in sorted(rows, key=row_order(a)):
         cols = [row_label(row)]
         for b in buckets:
-            rs = [r for r in rows[row] if bucket(r["chars"]) == b]
+            rs = [r for r in rows[row] if sizes.of(r["chars"]) == b]
             cols.append(f"{mean([r['compress_s'] for r in rs])} + {mean([r['decode_s'] for r in rs])}" if rs else "-")
         L.append("| " + " | ".join(cols) + " |")
     return L
@@ -266,18 +378,22 @@ def versions(python: str) -> str:
     return ", ".join(out)
 
 
-def render(a, cmdline: str, runner: Runner, n_short: int, n_long: int, load_before: str, started: str) -> str:
+def ratios_text(rs: list[float]) -> str:
+    return ", ".join(fmt_ratio(r) for r in rs)
+
+
+def render(a, cmdline: str, runner: Runner, counts: dict[str, int], load_before: str, started: str,
+           sizes: Sizes, families: list[str]) -> str:
     res = runner.results
-    short = [r for r in res if r["_part"] == "short"]
-    long_ = [r for r in res if r["_part"] == "long"]
-    L = ["# Quality on dev.jsonl: kvc methods vs kvpress (DESIGN §11)", ""]
+    L = [f"# Quality on {pathlib.Path(a.data).name}: kvc methods vs kvpress (DESIGN §11)", ""]
     L.append(f"- Command: `{cmdline}`")
     L.append(f"- Date: {started} (finished {dt.datetime.now().astimezone().strftime('%H:%M:%S %Z')})")
     L.append(f"- CPU: {cpu_model()} ({os.cpu_count()} logical cores visible); threads per engine: {a.threads}")
     L.append(f"- Load average (1/5/15 min) before / after: {load_before}  |  {loadavg()} (timings are only clean "
              "when nothing else ran)")
-    L.append(f"- Data: `{a.data}`: {n_short + n_long} records, {n_short} short (context <= {a.max_context_tokens} "
-             f"tokens), {n_long} long")
+    L.append(f"- Data: `{a.data}`: {sum(counts.values())} records, {counts['short']} short (context <= "
+             f"{a.max_context_tokens} tokens), {counts['fits']} longer but inside the {a.window_tokens}-token window "
+             f"(context + suffix + {a.max_new_tokens} new tokens), {counts['past']} past the window")
     L.append(f"- Model: `{a.model or 'SmolLM2-135M-Instruct.Q4_1.gguf (packaged)'}`; greedy, <= {a.max_new_tokens} "
              "new tokens; correct = any answer in the output, case-insensitive")
     L.append(f"- Versions: {versions(a.python)}")
@@ -298,21 +414,35 @@ def render(a, cmdline: str, runner: Runner, n_short: int, n_long: int, load_befo
                  + ", ".join(f"{n} {e} rows on {d}" for (e, d), n in sorted(elsewhere.items())))
     L.append(f"- Raw results: `{a.jsonl}`")
     L.append("")
-    L.append(f"## Short records (context <= {a.max_context_tokens} tokens)")
+    L.append("Cells are correct/total, then (`·`) the % of the full cache's correct answers on the same records "
+             "(against the row's own engine's full cache where it ran, else kvc's; n/a where the full cache got none "
+             "right); size columns group the data's `chars`. `overall` is accuracy. Rows go full cache first, then "
+             "ratio by ratio, kvc before kvpress; **kvpress best** repeats the kvpress press with the best accuracy "
+             "at that ratio (ties named together). Mean seconds are per record.")
     L.append("")
-    L.append("Cells are correct/total; size columns bucket `chars`. Mean seconds are per record.")
-    L.append("")
-    L += table(short, a) if short else ["(no short records)"]
-    L.append("")
-    L.append(f"## Long records (context > {a.max_context_tokens} tokens): kvc only, "
-             f"{', '.join(a.long_methods)} at {fmt_ratio(a.long_ratio)}")
-    L.append("")
-    L += table(long_, a) if long_ else ["(no long records)"]
-    L.append("")
+    press_fits = a.kvpress if a.kvpress_fits else []
+    sections = {
+        "short": (f"Short records (context <= {a.max_context_tokens} tokens): full cache, "
+                  f"{', '.join(m for m in a.methods if m != 'none') or 'no kvc method'} at {ratios_text(a.ratios)}; "
+                  f"kvpress {', '.join(a.kvpress) or 'not run'}"),
+        "fits": (f"Records inside the window (context > {a.max_context_tokens} tokens, context + suffix + "
+                 f"{a.max_new_tokens} <= {a.window_tokens}): full cache, "
+                 f"{', '.join(fits_methods(a)[1:]) or 'no kvc method'} at {ratios_text(a.long_ratios)}; kvpress "
+                 + (', '.join(press_fits) if press_fits else "not run (--kvpress-fits)")),
+        "past": (f"Records past the window: kvc {', '.join(past_methods(a)) or 'nothing'} at "
+                 f"{ratios_text(a.long_ratios)} only (no full cache, so no % of full; no kvpress)"),
+    }
+    for tier in TIERS:
+        part = [r for r in res if r["_part"] == tier]
+        L.append(f"## {sections[tier]}")
+        L.append("")
+        L += table(part, a, sizes, families) if part else [f"(no {tier} records)" if not counts[tier]
+                                                            else "(no results)"]
+        L.append("")
     L.append("## Mean seconds per record, compress + decode, by size")
     L.append("")
     on_cpu = [r for r in res if not r.get("device")]
-    L += timing_table(on_cpu, a) if on_cpu else ["(no results)"]
+    L += timing_table(on_cpu, a, sizes) if on_cpu else ["(no results)"]
     L.append("")
     kvc_opts = ", ".join(f"`{o}`" for o in a.option) or "none (defaults)"
     L += [
@@ -331,12 +461,35 @@ def render(a, cmdline: str, runner: Runner, n_short: int, n_long: int, load_befo
         "= the question only, the chat tail fed after compression as kvpress's pipeline feeds question_ids. "
         "snapkv: SnapKVPress(window 64, kernel 5) on the context only (kvpress's pipeline), so the question "
         "plays no part, suffix fed at the original positions; snapkv_qa: context + question prefilled under "
-        "the press. No protected prefix.",
+        "the press. chunkkv: ChunkKVPress(SnapKVPress as snapkv, chunk_length 20), whole 20-token chunks kept; "
+        "expected_attention: ExpectedAttentionPress (kvpress defaults: 512 future positions, 4 sinks, covariance, "
+        "value norms); both applied as snapkv, with _qa variants as snapkv_qa. kvzip: KVzipPress (kvpress "
+        "defaults), the context replayed after a repeat prompt to score it, eviction by masking per layer and "
+        "head (kept = mean unmasked entries), with kvc's protected prefix as its prefix. No protected prefix "
+        "beyond the sinks of expected_attention and kvzip.",
     ]
     return "\n".join(L) + "\n"
 
 
 # -------------------------------------------------------------------------------------------------- main
+
+def fits_methods(a: argparse.Namespace) -> list[str]:
+    """kvc methods for the fits records: the full cache always, then --long-methods."""
+    return ["none"] + [m for m in a.long_methods if m != "none"]
+
+
+def past_methods(a: argparse.Namespace) -> list[str]:
+    """kvc methods for the records past the window: --long-methods without the full cache."""
+    return [m for m in a.long_methods if m != "none"]
+
+
+def tier_of(a: argparse.Namespace, ids: dict) -> str:
+    n = len(ids["context_ids"])
+    fits = n + len(ids["suffix_ids"]) + a.max_new_tokens <= a.window_tokens
+    if not fits:
+        return "past"
+    return "short" if n <= a.max_context_tokens else "fits"
+
 
 def main(argv: list[str]) -> int:
     a = parse_args(argv)
@@ -346,26 +499,34 @@ def main(argv: list[str]) -> int:
     if not pathlib.Path(a.kvc_eval).exists():
         log(f"no kvc-eval at {a.kvc_eval}; build it first (cmake --build build --target kvc-eval)")
         return 2
+    if pathlib.Path(a.data).resolve() in (pathlib.Path(a.jsonl).resolve(), pathlib.Path(a.out).resolve()):
+        log(f"--data {a.data} is also the --jsonl or --out file, which this run overwrites; choose another --out")
+        return 2
 
-    lines = []
+    lines, records = [], []
     with open(a.data, encoding="utf-8") as f:
         for line in f:
             if not line.strip():
                 continue
             try:
-                if not isinstance(json.loads(line), dict):
-                    continue
+                rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if not isinstance(rec, dict):
+                continue
             lines.append(line)
+            records.append(rec)
             if a.max_records and len(lines) >= a.max_records:
                 break
+    sizes = Sizes(r.get("chars", len(r.get("context", ""))) for r in records)
+    families = list(dict.fromkeys(str(r.get("family")) for r in records))
 
     common = ["--threads", str(a.threads), "--max-new-tokens", str(a.max_new_tokens)]
     if a.model:
         common += ["--model", a.model]
     kvc_common = common + [x for o in a.option for x in ("--option", o)]
     ratios = ",".join(f"{r:g}" for r in a.ratios)
+    long_ratios = ",".join(f"{r:g}" for r in a.long_ratios)
 
     previous: list[dict] = []
     if a.resume and pathlib.Path(a.jsonl).exists():
@@ -374,8 +535,7 @@ def main(argv: list[str]) -> int:
         log(f"resume: {len(previous)} rows from {a.jsonl}")
     runner = Runner(pathlib.Path(a.jsonl))
     ids: list[dict] = []
-    short_i: list[int] = []
-    long_i: list[int] = []
+    tiers: dict[str, list[int]] = {t: [] for t in TIERS}
     tmp = tempfile.TemporaryDirectory(prefix="kvc-quality-")
     try:
         d = pathlib.Path(tmp.name)
@@ -384,48 +544,79 @@ def main(argv: list[str]) -> int:
         if len(ids) != len(lines):
             runner.failures.append(f"tokenize-only gave {len(ids)} records for {len(lines)}")
             ids = []
-        short_i = [i for i, r in enumerate(ids) if len(r["context_ids"]) <= a.max_context_tokens]
-        long_i = [i for i, r in enumerate(ids) if len(r["context_ids"]) > a.max_context_tokens]
-        log(f"{len(short_i)} short and {len(long_i)} long records")
-        mct = ["--max-context-tokens", str(a.max_context_tokens)]
-        rec_id = [json.loads(x)["id"] for x in lines]
+        for i, r in enumerate(ids):
+            tiers[tier_of(a, r)].append(i)
+        log(", ".join(f"{len(v)} {k}" for k, v in tiers.items()) + " records")
+        rec_id = [r["id"] for r in records]
         kvc_engines = ["kvc" if dt_ == "memory" else f"kvc {dt_}" for dt_ in csv(a.cache_dtypes)]
-        stages = {  # stage -> (part, record indices, engine test, expected (engine, method, ratio) rows)
-            "kvc short": ("short", short_i, lambda e: e.startswith("kvc"),
-                          {(e, m, 1.0 if m == "none" else r) for e in kvc_engines for m in a.methods for r in a.ratios}),
-            "kvc long": ("long", long_i, lambda e: e.startswith("kvc"),
-                         {("kvc", m, float(a.long_ratio)) for m in a.long_methods}),
-            "kvpress short": ("short", short_i, lambda e: e == "kvpress",
-                              {("kvpress", p, r) for p in a.kvpress for r in a.ratios}),
+
+        def is_kvc(e: str) -> bool:
+            return e.startswith("kvc")
+
+        def is_kvpress(e: str) -> bool:
+            return e == "kvpress"
+
+        def keys(engines, methods, rs) -> set[tuple]:
+            return {(e, m, 1.0 if m == "none" else float(r)) for e in engines for m in methods for r in rs}
+
+        press_fits = a.kvpress if a.kvpress_fits else []
+        stages = {  # stage -> (tier, record indices, engine test, expected (engine, method, ratio) rows)
+            "kvc short": ("short", tiers["short"], is_kvc, keys(kvc_engines, a.methods, a.ratios)),
+            "kvc fits": ("fits", tiers["fits"], is_kvc, keys(["kvc"], fits_methods(a), a.long_ratios)),
+            "kvc past": ("past", tiers["past"], is_kvc, keys(["kvc"], past_methods(a), a.long_ratios)),
+            "kvpress short": ("short", tiers["short"], is_kvpress, keys(["kvpress"], a.kvpress, a.ratios)),
+            "kvpress fits": ("fits", tiers["fits"], is_kvpress, keys(["kvpress"], press_fits, a.long_ratios)),
         }
         todo: dict[str, list[int]] = {}
-        for stage, (part, idx, engine_ok, expected) in stages.items():
+        for stage, (tier, idx, engine_ok, expected) in stages.items():
             todo[stage] = []
+            if not expected:
+                continue
             for i in idx:
-                rows = [r for r in previous if r["id"] == rec_id[i] and engine_ok(r["engine"])
-                        and (part == "short") == (r["context_tokens"] <= a.max_context_tokens)]
-                if expected and expected <= {(r["engine"], r["method"], float(r["ratio"])) for r in rows}:
-                    for r in rows:
-                        runner.keep(r, part)
+                n = len(ids[i]["context_ids"])
+                got: dict[tuple, dict] = {}  # the last row of each key, from a run on the same token count
+                for r in previous:
+                    if r["id"] == rec_id[i] and engine_ok(r["engine"]) and r.get("context_tokens") == n:
+                        k = (r["engine"], r["method"], float(r["ratio"]))
+                        if k in expected:
+                            got[k] = r
+                if expected <= set(got):
+                    for r in got.values():
+                        runner.keep(r, tier)
                 else:
                     todo[stage].append(i)
             if a.resume:
                 log(f"resume: {stage}: {len(idx) - len(todo[stage])} records done, {len(todo[stage])} to run")
-        write_jsonl(d / "short_todo.jsonl", [lines[i] for i in todo["kvc short"]])
-        write_jsonl(d / "long_todo.jsonl", [lines[i] for i in todo["kvc long"]])
-        write_jsonl(d / "short_ids_todo.jsonl", [json.dumps(ids[i]) for i in todo["kvpress short"]])
 
-        if todo["kvc short"] and a.methods:
-            runner.run("kvc short", [a.kvc_eval, "--data", str(d / "short_todo.jsonl"), "--methods", ",".join(a.methods),
-                                     "--ratios", ratios, "--cache-dtypes", a.cache_dtypes] + mct + kvc_common, "short")
-        if todo["kvc long"] and a.long_methods:
-            lm = ",".join(a.long_methods)
-            runner.run("kvc long", [a.kvc_eval, "--data", str(d / "long_todo.jsonl"), "--methods", lm, "--long-methods",
-                                    lm, "--ratios", f"{a.long_ratio:g}"] + mct + kvc_common, "long")
-        if todo["kvpress short"] and a.kvpress:
-            runner.run("kvpress short", [a.python, str(ROOT / "bench" / "quality" / "kvpress_eval.py"), "--ids",
-                                         str(d / "short_ids_todo.jsonl"), "--presses", ",".join(a.kvpress),
-                                         "--ratios", ratios] + common, "short")
+        def data_file(stage: str) -> str:
+            path = d / f"{stage.replace(' ', '_')}.jsonl"
+            if stage.startswith("kvpress"):
+                write_jsonl(path, [json.dumps(ids[i]) for i in todo[stage]])
+            else:
+                write_jsonl(path, [lines[i] for i in todo[stage]])
+            return str(path)
+
+        kvc_eval = [a.kvc_eval, "--data"]
+        kvpress_eval = [a.python, str(ROOT / "bench" / "quality" / "kvpress_eval.py"), "--ids"]
+        mct = ["--max-context-tokens", str(a.max_context_tokens)]
+        if todo["kvc short"]:
+            runner.run("kvc short", kvc_eval + [data_file("kvc short"), "--methods", ",".join(a.methods), "--ratios",
+                                                ratios, "--cache-dtypes", a.cache_dtypes] + mct + kvc_common, "short")
+        if todo["kvc fits"]:
+            fm = ",".join(fits_methods(a))  # every fits record is under --window-tokens: kvc-eval runs them all
+            runner.run("kvc fits", kvc_eval + [data_file("kvc fits"), "--methods", fm, "--long-methods", fm,
+                                               "--ratios", long_ratios, "--max-context-tokens", str(a.window_tokens)]
+                       + kvc_common, "fits")
+        if todo["kvc past"]:
+            pm = ",".join(past_methods(a))
+            runner.run("kvc past", kvc_eval + [data_file("kvc past"), "--methods", pm, "--long-methods", pm,
+                                               "--ratios", long_ratios] + mct + kvc_common, "past")
+        if todo["kvpress short"]:
+            runner.run("kvpress short", kvpress_eval + [data_file("kvpress short"), "--presses", ",".join(a.kvpress),
+                                                        "--ratios", ratios] + common, "short")
+        if todo["kvpress fits"]:
+            runner.run("kvpress fits", kvpress_eval + [data_file("kvpress fits"), "--presses", ",".join(press_fits),
+                                                       "--ratios", long_ratios] + common, "fits")
     except KeyboardInterrupt:
         runner.failures.append("interrupted")
         log("interrupted; writing what there is")
@@ -433,7 +624,8 @@ def main(argv: list[str]) -> int:
         runner.close()
         tmp.cleanup()
 
-    report = render(a, cmdline, runner, len(short_i), len(long_i), load_before, started)
+    report = render(a, cmdline, runner, {t: len(v) for t, v in tiers.items()}, load_before, started, sizes,
+                    families)
     print(report)
     out = pathlib.Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@
 namespace kvc {
 
 struct CompressionSpec {
-  std::string method = "finch";
+  std::string method = "focus";
   // Budget: exactly one of ratio (original/kept, >= 1; 8 means 8x) or target_tokens (> 0).
   double ratio = 0;
   int64_t target_tokens = 0;
@@ -38,6 +38,9 @@ struct CompressionInput {
   std::vector<int64_t> context;    // [prefix][documents]
   int64_t protected_prefix = 0;    // leading context tokens that are always kept
   std::vector<int64_t> suffix;     // the query (and generation prompt); may be empty for query-agnostic methods
+  // Where the context's words and sentences start (TextBoundaries of the context ids: one flag byte per
+  // context token), for methods that keep whole spans; empty when unknown. Other methods ignore it.
+  std::vector<uint8_t> boundaries;
   // Polled between chunks; returning false cancels with CANCELLED.
   std::function<bool()> keep_going;
   // The context's KV when it was already computed (e.g. composed from precomputed full caches): one

@@ -33,11 +33,7 @@ class Finch : public MethodBase {
   absl::StatusOr<CompressionResult> DoCompress(const CompressionInput& in) const override {
     const LlamaModel& model = *in.model;
     const int64_t C = ContextLength(in), Q = static_cast<int64_t>(in.suffix.size());
-    const int64_t chunk = in.prefilled != nullptr ? C : o_.chunk;
-    if (in.prefilled == nullptr && o_.chunk > model.config().max_position_embeddings) {
-      return absl::OutOfRangeError(absl::StrCat("options.chunk_tokens: ", o_.chunk, " is past the model window of ",
-                                                model.config().max_position_embeddings, " tokens"));
-    }
+    KVC_ASSIGN_OR_RETURN(const int64_t chunk, QueryGuidedChunk(in, o_.chunk));
     int64_t k_ctx = 0;
     if (o_.keep_query) {
       KVC_ASSIGN_OR_RETURN(int64_t total, Budget(in, C + Q));

@@ -70,6 +70,10 @@ absl::Status MethodBase::CheckInput(const CompressionInput& in) const {
     return absl::OutOfRangeError(absl::StrCat("protected_prefix: ", in.protected_prefix,
                                               " is outside the context of ", context_len, " tokens"));
   }
+  if (!in.boundaries.empty() && static_cast<int64_t>(in.boundaries.size()) != context_len) {
+    return absl::InvalidArgumentError(absl::StrCat("boundaries: ", in.boundaries.size(), " flags for a context of ",
+                                                   context_len, " tokens"));
+  }
   if (query_aware() && in.suffix.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("query: empty, but method ", name(), " scores with the query"));
   }
@@ -97,6 +101,16 @@ absl::StatusOr<int64_t> MethodBase::Budget(const CompressionInput& in, int64_t s
 absl::Status MethodBase::CheckCancelled(const CompressionInput& in) const {
   if (in.keep_going && !in.keep_going()) return absl::CancelledError("compression cancelled");
   return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> MethodBase::QueryGuidedChunk(const CompressionInput& in, int64_t chunk_tokens) {
+  if (in.prefilled != nullptr) return ContextLength(in);
+  const int64_t window = in.model->config().max_position_embeddings;
+  if (chunk_tokens > window) {
+    return absl::OutOfRangeError(
+        absl::StrCat("options.chunk_tokens: ", chunk_tokens, " is past the model window of ", window, " tokens"));
+  }
+  return chunk_tokens;
 }
 
 int64_t AutoPrefillChunk(const LlamaModel& model) {
@@ -176,6 +190,7 @@ absl::StatusOr<std::unique_ptr<CompressionMethod>> CreateCompressionMethod(const
     return absl::InvalidArgumentError(absl::StrCat("ratio or target_tokens is required for method ", m));
   }
   if (m == "finch") return MakeFinch(spec);
+  if (m == "focus") return MakeFocus(spec);
   if (m == "snapkv") return MakeSnapKv(spec);
   if (m == "streaming_llm") return MakeStreamingLlm(spec);
   if (m == "knorm") return MakeKnorm(spec);
@@ -183,7 +198,7 @@ absl::StatusOr<std::unique_ptr<CompressionMethod>> CreateCompressionMethod(const
   if (m == "truncate") return MakeTruncate(spec);
   if (m == "none") return MakeNone(spec);
   return absl::InvalidArgumentError(absl::StrCat(
-      "method: unknown method '", m, "' (known: finch, snapkv, streaming_llm, knorm, random, truncate, none)"));
+      "method: unknown method '", m, "' (known: focus, finch, snapkv, streaming_llm, knorm, random, truncate, none)"));
 }
 
 }  // namespace kvc

@@ -42,6 +42,9 @@ class MethodBase : public CompressionMethod {
   absl::Status Prefill(const CompressionInput& in, const std::vector<int64_t>& ids, int64_t first_position,
                        int64_t chunk, KvCache& cache, CompressionStats* stats) const;
   absl::Status CheckCancelled(const CompressionInput& in) const;
+  // The chunk of a query-guided prefill (Finch's loop): `chunk_tokens`, which must fit the model window
+  // (OUT_OF_RANGE), or the whole context when it was prefilled (then scored as one chunk).
+  static absl::StatusOr<int64_t> QueryGuidedChunk(const CompressionInput& in, int64_t chunk_tokens);
   // Fills tokens_out, kept_positions and peak_cache_entries from the final cache.
   CompressionResult Finish(KvCache cache, CompressionStats stats) const;
 
@@ -53,6 +56,7 @@ inline constexpr int64_t kAutoPrefillChunk = 0;
 
 // Factories, one per method file.
 absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeFinch(const CompressionSpec& spec);
+absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeFocus(const CompressionSpec& spec);
 absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeSnapKv(const CompressionSpec& spec);
 absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeStreamingLlm(const CompressionSpec& spec);
 absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeKnorm(const CompressionSpec& spec);

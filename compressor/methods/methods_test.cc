@@ -5,6 +5,7 @@
 #include "compressor/kv/compose.h"
 #include "compressor/methods/compression.h"
 #include "gtest/gtest.h"
+#include "tests/support/synthetic_input.h"
 #include "tests/support/tiny_llama_test.h"
 
 namespace kvc {
@@ -14,12 +15,7 @@ class MethodsTest : public kvc::testing::TinyLlamaTest {
  protected:
 
   CompressionInput Input(int64_t context_len, int64_t query_len, int64_t protected_prefix = 0) {
-    CompressionInput in;
-    in.model = model_;
-    for (int64_t i = 0; i < context_len; ++i) in.context.push_back((i * 7919 + 13) % 512);
-    for (int64_t i = 0; i < query_len; ++i) in.suffix.push_back((i * 104729 + 5) % 512);
-    in.protected_prefix = protected_prefix;
-    return in;
+    return kvc::testing::SyntheticInput(model_, context_len, query_len, protected_prefix);
   }
 
   absl::StatusOr<CompressionResult> Run(CompressionSpec spec, const CompressionInput& in) {

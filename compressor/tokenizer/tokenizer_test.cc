@@ -7,6 +7,7 @@
 
 #include "compressor/tokenizer/chat_template.h"
 #include "compressor/tokenizer/incremental_detokenizer.h"
+#include "compressor/tokenizer/text_boundaries.h"
 #include "compressor/tokenizer/utf8.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -35,6 +36,23 @@ std::unique_ptr<BpeTokenizer> TinyBpe() {
   auto step = MakeRegexSplit(kGpt2Pattern, SplitBehavior::kIsolated);
   spec.pre_tokenizer.Add(std::move(*step));
   return std::move(BpeTokenizer::Create(std::move(spec)).value());
+}
+
+TEST(TextBoundariesTest, WordsKeepTheirPiecesAndSentencesStartAfterAStopOrALineBreak) {
+  auto tok = TinyBpe();
+  // "ab" " ab" "c" "." " ab" "\n" "3" "." "1" "<|s|>"
+  auto ids = tok->Encode("ab abc. ab\n3.1<|s|>", {.allow_special = true});
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  ASSERT_EQ(ids->size(), 10u);
+  std::vector<int64_t> wide(ids->begin(), ids->end());
+  auto flags = TextBoundaries(*tok, wide);
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  constexpr uint8_t W = kWordStart, S = kSentenceStart | kWordStart;
+  // "c" continues " ab"; the space after "." starts a sentence, "1" after "3." does not; a special token is
+  // a sentence of its own.
+  EXPECT_THAT(*flags, ElementsAre(S, W, 0, W, S, W, S, W, W, S));
+  wide.push_back(9999);
+  EXPECT_EQ(TextBoundaries(*tok, wide).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(Utf8Test, ValidationReportsByteOffset) {

@@ -451,7 +451,7 @@ TEST_F(KvcCliTest, AskCompressesThenGenerates) {
   EXPECT_EQ(r.out, "Hello, world\n");
   const std::vector<std::string> err = Lines(r.err);
   ASSERT_EQ(err.size(), 5u) << r.err;
-  EXPECT_THAT(err[0], ::testing::MatchesRegex("compression: 400 -> 100 tokens \\(4.00x\\), method finch, "
+  EXPECT_THAT(err[0], ::testing::MatchesRegex("compression: 400 -> 100 tokens \\(4.00x\\), method focus, "
                                               "cache_hit false, cache_id [0-9a-f]{64}"));
   EXPECT_THAT(err[1], StartsWith("compress timings: queue="));
   EXPECT_THAT(err[2], StartsWith("usage: cached_tokens="));

@@ -108,11 +108,12 @@ void CompressFlags::Register(CLI::App* app, bool query_required) {
       ->type_name("ID");
   query_option = app->add_option("-q,--query", query,
                                  query_required ? "The question (required)"
-                                                : "The question; needed by query-aware methods (finch, snapkv "
-                                                  "with window=query)")
+                                                : "The question; needed by query-aware methods (focus, finch, "
+                                                  "snapkv with window=query)")
                      ->type_name("TEXT");
   if (query_required) query_option->required();
-  spec.Register(app, "Compression method: finch (default), snapkv, streaming_llm, knorm, random, truncate, none");
+  spec.Register(app,
+                "Compression method: focus (default), finch, snapkv, streaming_llm, knorm, random, truncate, none");
 }
 
 absl::StatusOr<kvc::v1::CompressRequest> CompressFlags::Request(std::istream& stdin_stream) const {

@@ -34,7 +34,7 @@ kvc::v1::CacheInfo FakeInfo(const std::string& id, int64_t chars, const kvc::v1:
   info.set_model("fake-model");
   info.set_model_fingerprint(std::string(64, 'f'));
   *info.mutable_spec() = spec;
-  if (info.spec().method().empty()) info.mutable_spec()->set_method("finch");
+  if (info.spec().method().empty()) info.mutable_spec()->set_method("focus");
   info.set_tokens_in(chars);
   info.set_tokens_out(std::max<int64_t>(1, chars / 4));
   info.set_prefix_tokens(3);

@@ -1,7 +1,7 @@
 """KvcClient: the kvc gRPC API (docs/api.md) from Python.
 
     with KvcClient("localhost:50051", token="secret") as kvc:
-        resp = kvc.compress(["document one ...", "document two ..."], "What ...?", method="finch", ratio=8)
+        resp = kvc.compress(["document one ...", "document two ..."], "What ...?", method="focus", ratio=8)
         for piece in (gen := kvc.generate([resp.cache_id], "What ...?", max_tokens=64)):
             print(piece, end="", flush=True)
         print(gen.usage.finish_reason)
@@ -150,7 +150,7 @@ class KvcClient:
 
     # Compressor
 
-    def compress(self, documents: Iterable = (), query: str | None = None, *, method: str = "finch",
+    def compress(self, documents: Iterable = (), query: str | None = None, *, method: str = "focus",
                  ratio: float | None = None, target_tokens: int | None = None,
                  options: Mapping[str, object] | None = None, cache_dtype: str | int | None = None,
                  cache_codec: str | int | None = None, system_prompt: str | None = None,

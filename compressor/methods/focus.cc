@@ -1,0 +1,315 @@
+// focus: query-aware, span-aware selection in Finch's chunked prefill. Finch and SnapKV keep the tokens that
+// the query's attention lands on, per head and per layer; on small models that attention goes mostly to
+// frequent tokens (" the", ":") and a number spelled one digit per token loses some digits. focus changes
+// three things and keeps Finch's loop (DESIGN §4): chunks of chunk_tokens, the suffix run on
+// [kept][chunk][suffix] and dropped, the kept keys re-rotated, the kept count growing with the text seen.
+//
+// 1. Score = relevance, not attention mass (score=contrast). For each layer and query head, a key's mean
+//    attention from the suffix rows is divided by the attention it receives anyway: the mean from doc_rows
+//    rows of the chunk itself (evenly spaced; a key seen by few of them regresses to uniform attention, 1/n),
+//    plus 1/n. Each head's scores are then made a distribution (sum 1), so a head that points at a few keys
+//    (a retrieval head) puts its whole weight there; head_weight=peak also weighs each head by its largest
+//    score. score=attention keeps the plain suffix attention: Finch's vote, with Finch's normalize option, so
+//    that span=token selection=kv_head sinks=0 is Finch (a test holds them to the same indices).
+// 2. Spans, not tokens. Token scores (optionally max-pooled over pool_kernel neighbours first) become span
+//    scores (span_pool=max or mean over the span's tokens), and entries are ranked by span score, then by
+//    word score (the mean over the word), then by order: whole spans are kept, and the one that does not fit
+//    keeps its best words. span=token, word, sentence (the text's sentences and lines, cut at word starts
+//    into pieces of at most span_tokens) or fixed (runs of span_tokens, as ChunkKV). Words and sentences come
+//    from CompressionInput::boundaries; without them (a context given only as prefilled KV) word and
+//    sentence spans fall back to fixed runs of span_tokens.
+// 3. One selection. selection=shared sums the scores of every layer and head and keeps the same tokens in
+//    all of them, so the cache reads as one excerpt of the document; layer keeps one set per layer, kv_head
+//    one per KV head and layer (Finch's default).
+// Protection: the protected prefix and the first `sinks` context tokens are always kept; with a ratio the
+// prefix is outside it (kept = prefix + (C - prefix) / ratio), so a long system prompt does not starve the
+// document at high ratios; prefix_in_budget=true counts it as the other methods do (kept = C / ratio).
+// target_tokens counts every kept token, the prefix included.
+// A prefilled context is one chunk, and since its rows' queries are gone, score=contrast uses the suffix's
+// attention alone there (as score=attention).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <set>
+#include <utility>
+
+#include "compressor/methods/method_base.h"
+#include "compressor/methods/scoring.h"
+#include "compressor/tokenizer/text_boundaries.h"
+#include "compressor/util/status_macros.h"
+
+namespace kvc {
+namespace {
+
+enum class Span { kToken, kWord, kSentence, kFixed };
+enum class Selection { kShared, kLayer, kKvHead };
+
+struct FocusOptions {
+  int64_t chunk = 2048;
+  bool contrast = true;
+  int64_t doc_rows = 128;
+  Span span = Span::kSentence;
+  int64_t span_tokens = 32;
+  bool span_max = true;  // span_pool=max (else mean)
+  int64_t pool_kernel = 0;
+  Selection selection = Selection::kShared;
+  int64_t sinks = 4;
+  bool peak_weight = false;
+  bool normalize = false;
+  bool rerotate = true;
+  bool prefix_in_budget = false;
+};
+
+// Span and word ids of every context position, ascending.
+struct SpanIds {
+  torch::Tensor span;  // [C] int64
+  torch::Tensor word;  // [C] int64
+};
+
+SpanIds MakeSpanIds(const FocusOptions& o, const std::vector<uint8_t>& boundaries, int64_t C, torch::Device device) {
+  std::vector<int64_t> span(C), word(C);
+  const bool text = static_cast<int64_t>(boundaries.size()) == C;
+  int64_t w = -1, s = -1, span_len = 0;
+  for (int64_t i = 0; i < C; ++i) {
+    const uint8_t b = text ? boundaries[i] : (kWordStart | kSentenceStart);
+    if (i == 0 || (b & kWordStart) != 0) ++w;
+    word[i] = text ? w : i;
+    bool starts;
+    const bool needs_text = o.span == Span::kWord || o.span == Span::kSentence;
+    switch (needs_text && !text ? Span::kFixed : o.span) {
+      case Span::kToken: starts = true; break;
+      case Span::kWord: starts = i == 0 || (b & kWordStart) != 0; break;
+      case Span::kFixed: starts = i % o.span_tokens == 0; break;
+      case Span::kSentence:
+        // A sentence longer than span_tokens is cut at the next word start, or anywhere past twice that.
+        starts = i == 0 || (b & kSentenceStart) != 0 || (span_len >= o.span_tokens && (b & kWordStart) != 0) ||
+                 span_len >= 2 * o.span_tokens;
+        break;
+    }
+    if (starts) {
+      ++s;
+      span_len = 0;
+    }
+    span[i] = s;
+    ++span_len;
+  }
+  auto opts = torch::TensorOptions().dtype(torch::kInt64);
+  return {torch::tensor(span, opts).to(device), torch::tensor(word, opts).to(device)};
+}
+
+// Mean attention each of the `scored` keys receives from sampled rows of the chunk: queries [H, S, D] at
+// cache indices rows [S] (each sees keys 0..row). Returns [H, scored]; a key seen by few rows leans to 1/n.
+torch::Tensor DocAttention(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor& rows,
+                           int64_t scored) {
+  const int64_t H = queries.size(0), D = queries.size(2), Hkv = keys.size(0);
+  torch::Tensor k = keys.narrow(1, 0, scored).repeat_interleave(H / Hkv, 0).to(torch::kFloat32);
+  torch::Tensor logits = torch::matmul(queries.to(torch::kFloat32), k.transpose(1, 2)) / std::sqrt(double(D));
+  torch::Tensor cols = torch::arange(scored, rows.options());
+  torch::Tensor visible = cols.unsqueeze(0) <= rows.unsqueeze(1);  // [S, scored]
+  logits = logits.masked_fill(visible.logical_not(), -std::numeric_limits<float>::infinity());
+  torch::Tensor received = torch::softmax(logits, -1).sum(1);             // [H, scored]
+  torch::Tensor seen_by = visible.sum(0).to(torch::kFloat32);             // [scored]
+  const double uniform = 1.0 / static_cast<double>(scored);
+  return (received + uniform) / (seen_by + 1);
+}
+
+class Focus : public MethodBase {
+ public:
+  Focus(CompressionSpec spec, FocusOptions o) : MethodBase(std::move(spec)), o_(o) {}
+  bool query_aware() const override { return true; }
+
+  absl::StatusOr<CompressionResult> DoCompress(const CompressionInput& in) const override {
+    const LlamaModel& model = *in.model;
+    const int64_t C = ContextLength(in), Q = static_cast<int64_t>(in.suffix.size());
+    KVC_ASSIGN_OR_RETURN(const int64_t chunk, QueryGuidedChunk(in, o_.chunk));
+    KVC_ASSIGN_OR_RETURN(int64_t k_ctx, KeptCount(in, C));
+    const int64_t protect = std::max(in.protected_prefix, std::min(o_.sinks, C));
+    const SpanIds ids = MakeSpanIds(o_, in.boundaries, C, model.device());
+
+    CompressionStats stats;
+    stats.tokens_in = C;
+    KvCache cache = model.NewCache();
+    torch::Tensor context = torch::tensor(in.context, torch::kInt64);
+    torch::Tensor query = torch::tensor(in.suffix, torch::kInt64);
+    const auto on_device = torch::TensorOptions().dtype(torch::kInt64).device(model.device());
+    int64_t next = 0;
+    for (int64_t start = 0; start < C; start += chunk) {
+      KVC_RETURN_IF_ERROR(CheckCancelled(in));
+      auto t0 = std::chrono::steady_clock::now();
+      const int64_t len = std::min(chunk, C - start);
+      const bool last = start + len == C;
+      const int64_t kept_before = cache.length();
+      std::vector<torch::Tensor> doc_queries;
+      torch::Tensor doc_rows;
+      if (in.prefilled != nullptr) {
+        KVC_ASSIGN_OR_RETURN(cache, ContextCache(in, chunk, /*stats=*/nullptr));
+      } else {
+        ForwardOptions chunk_fo;
+        const bool sample = o_.contrast && o_.doc_rows > 0;
+        if (sample) chunk_fo.capture_queries = len;
+        KVC_ASSIGN_OR_RETURN(ForwardOutput chunk_out,
+                             model.Forward(context.narrow(0, start, len), torch::arange(next, next + len, on_device),
+                                           cache, chunk_fo));
+        cache.SetPositions(kept_before, torch::arange(start, start + len, on_device));
+        if (sample) {
+          const int64_t S = std::min(o_.doc_rows, len);
+          torch::Tensor picks = torch::linspace(0, static_cast<double>(len - 1), S, on_device.dtype(torch::kFloat64))
+                                    .round()
+                                    .to(torch::kInt64);
+          for (torch::Tensor& q : chunk_out.queries) doc_queries.push_back(q.index_select(1, picks));
+          doc_rows = picks + kept_before;
+        }
+      }
+      next += len;
+      const int64_t scored = cache.length();
+      ForwardOptions fo;
+      fo.capture_queries = Q;
+      KVC_ASSIGN_OR_RETURN(ForwardOutput out, model.Forward(query, torch::arange(next, next + Q, on_device), cache, fo));
+      int64_t k = last ? k_ctx : static_cast<int64_t>(std::ceil(static_cast<double>(k_ctx) * (start + len) / C));
+      k = std::min(std::max(k, std::min(protect, scored)), scored);
+
+      std::vector<torch::Tensor> scores;  // per layer [Hkv, scored] (the suffix's KV is still in the cache)
+      for (int64_t l = 0; l < cache.num_layers(); ++l) {
+        scores.push_back(LayerScores(out.queries[l], cache.Keys(l),
+                                     doc_queries.empty() ? torch::Tensor() : doc_queries[l], doc_rows, scored));
+      }
+      cache.Truncate(scored);
+      std::vector<torch::Tensor> kept = Select(cache, scores, ids, k, protect);
+      for (int64_t l = 0; l < cache.num_layers(); ++l) GatherLayer(cache, l, kept[l], o_.rerotate, model.rope());
+      next = o_.rerotate ? cache.length() : start + len;
+      stats.chunk_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    cache.set_next_position(o_.rerotate ? cache.length() : C);
+    if (o_.rerotate) cache.set_key_rotation(KeyRotation::kCompacted);
+    return Finish(std::move(cache), std::move(stats));
+  }
+
+ private:
+  absl::StatusOr<int64_t> KeptCount(const CompressionInput& in, int64_t C) const {
+    const int64_t doc = C - in.protected_prefix;
+    if (spec_.ratio == 0 || doc == 0 || o_.prefix_in_budget) return Budget(in, C);
+    KVC_ASSIGN_OR_RETURN(int64_t k, KeptTokens(spec_.ratio, 0, doc));
+    return in.protected_prefix + k;
+  }
+
+  // [Hkv, scored] scores of one layer. With contrast each query head's scores sum to 1 before the GQA mean;
+  // score=attention is Finch's vote exactly, so that focus with span=token and selection=kv_head is Finch.
+  torch::Tensor LayerScores(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor& doc_queries,
+                            const torch::Tensor& doc_rows, int64_t scored) const {
+    const int64_t Q = queries.size(1), total = keys.size(1), Hkv = keys.size(0);
+    torch::Tensor attn = WindowAttention(queries, keys);  // [H, Q, total]
+    if (o_.normalize) attn = attn * torch::arange(total - Q, total, attn.options()).view({1, Q, 1});
+    torch::Tensor s = attn.narrow(2, 0, scored).mean(1);  // [H, scored]
+    if (o_.contrast) {
+      if (doc_queries.defined()) s = s / (DocAttention(doc_queries, keys, doc_rows, scored) + 1.0 / scored);
+      s = s / s.sum(1, /*keepdim=*/true);
+    }
+    if (o_.peak_weight) s = s * std::get<0>(s.max(1, /*keepdim=*/true)) * s.size(0);
+    return GroupMean(s, Hkv);
+  }
+
+  // Indices [Hkv, k] to keep per layer, from per-layer scores [Hkv, scored] of the cache's entries.
+  std::vector<torch::Tensor> Select(const KvCache& cache, std::vector<torch::Tensor> scores, const SpanIds& ids,
+                                    int64_t k, int64_t protect) const {
+    const int64_t L = cache.num_layers(), Hkv = cache.shape().kv_heads;
+    std::vector<torch::Tensor> kept;
+    if (o_.selection == Selection::kShared) {
+      torch::Tensor total = torch::stack(scores).sum(at::IntArrayRef{0, 1}).unsqueeze(0);  // [1, scored]
+      torch::Tensor idx = RankedTopK(total, cache.Positions(0).narrow(0, 0, 1), ids, k, protect).expand({Hkv, k});
+      for (int64_t l = 0; l < L; ++l) kept.push_back(idx.contiguous());
+      return kept;
+    }
+    for (int64_t l = 0; l < L; ++l) {
+      if (o_.selection == Selection::kLayer) {
+        torch::Tensor idx =
+            RankedTopK(scores[l].sum(0, true), cache.Positions(l).narrow(0, 0, 1), ids, k, protect).expand({Hkv, k});
+        kept.push_back(idx.contiguous());
+      } else {
+        kept.push_back(RankedTopK(scores[l], cache.Positions(l), ids, k, protect));
+      }
+    }
+    return kept;
+  }
+
+  // Top k of each row of scores [R, n] by (span score, word score, order), ascending. positions [R, n] are the
+  // entries' context positions; those below `protect` always stay.
+  torch::Tensor RankedTopK(torch::Tensor scores, const torch::Tensor& positions, const SpanIds& ids, int64_t k,
+                           int64_t protect) const {
+    scores = scores.to(torch::kFloat64);
+    if (o_.pool_kernel > 1) {
+      scores = torch::max_pool1d(scores.unsqueeze(0), o_.pool_kernel, 1, o_.pool_kernel / 2).squeeze(0)
+                   .narrow(1, 0, scores.size(1));
+    }
+    torch::Tensor span = ids.span.index({positions});
+    torch::Tensor word = ids.word.index({positions});
+    torch::Tensor span_score = Pool(scores, span, o_.span_max ? "amax" : "mean");
+    torch::Tensor word_score = Pool(scores, word, "mean");
+    span_score = span_score.masked_fill(positions < protect, std::numeric_limits<double>::infinity());
+    torch::Tensor by_word = std::get<1>(word_score.sort(/*stable=*/true, /*dim=*/1, /*descending=*/true));
+    torch::Tensor by_span =
+        std::get<1>(span_score.gather(1, by_word).sort(/*stable=*/true, /*dim=*/1, /*descending=*/true));
+    torch::Tensor order = by_word.gather(1, by_span).narrow(1, 0, k);
+    return std::get<0>(order.sort(1));
+  }
+
+  // Each entry's score replaced by the `reduce` of the scores of the entries in its group ([R, n] group ids).
+  static torch::Tensor Pool(const torch::Tensor& scores, const torch::Tensor& group, const char* reduce) {
+    const int64_t groups = group.max().item<int64_t>() + 1;
+    torch::Tensor pooled = torch::zeros({scores.size(0), groups}, scores.options())
+                               .scatter_reduce(1, group, scores, reduce, /*include_self=*/false);
+    return pooled.gather(1, group);
+  }
+
+  FocusOptions o_;
+};
+
+template <typename T>
+absl::StatusOr<T> Pick(const MethodOptions& o, const std::string& name, const std::string& fallback,
+                       const std::vector<std::pair<std::string, T>>& choices) {
+  std::set<std::string> allowed;
+  for (const auto& [n, v] : choices) allowed.insert(n);
+  KVC_ASSIGN_OR_RETURN(std::string got, o.Choice(name, fallback, allowed));
+  for (const auto& [n, v] : choices) {
+    if (n == got) return v;
+  }
+  return absl::InternalError("unreachable");
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeFocus(const CompressionSpec& spec) {
+  KVC_ASSIGN_OR_RETURN(
+      MethodOptions o,
+      MethodOptions::Parse(spec.method, spec.options,
+                           {"chunk_tokens", "score", "doc_rows", "span", "span_tokens", "span_pool", "pool_kernel",
+                            "selection", "sinks", "head_weight", "normalize", "rerotate", "prefix_in_budget"}));
+  FocusOptions f;
+  KVC_ASSIGN_OR_RETURN(f.chunk, o.Int("chunk_tokens", 2048, 1, int64_t{1} << 24));
+  KVC_ASSIGN_OR_RETURN(f.contrast, Pick<bool>(o, "score", "contrast", {{"contrast", true}, {"attention", false}}));
+  KVC_ASSIGN_OR_RETURN(f.doc_rows, o.Int("doc_rows", 128, 1, 1 << 16));
+  KVC_ASSIGN_OR_RETURN(f.span, Pick<Span>(o, "span", "sentence",
+                                          {{"token", Span::kToken},
+                                           {"word", Span::kWord},
+                                           {"sentence", Span::kSentence},
+                                           {"fixed", Span::kFixed}}));
+  KVC_ASSIGN_OR_RETURN(f.span_tokens, o.Int("span_tokens", 32, 1, 1 << 16));
+  KVC_ASSIGN_OR_RETURN(f.span_max, Pick<bool>(o, "span_pool", "max", {{"max", true}, {"mean", false}}));
+  KVC_ASSIGN_OR_RETURN(f.pool_kernel, o.Int("pool_kernel", 0, 0, 63));
+  if (f.pool_kernel > 1 && f.pool_kernel % 2 == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.pool_kernel: ", f.pool_kernel, " must be odd (it is centred on each token) or 0"));
+  }
+  KVC_ASSIGN_OR_RETURN(f.selection, Pick<Selection>(o, "selection", "shared",
+                                                    {{"shared", Selection::kShared},
+                                                     {"layer", Selection::kLayer},
+                                                     {"kv_head", Selection::kKvHead}}));
+  KVC_ASSIGN_OR_RETURN(f.sinks, o.Int("sinks", 4, 0, 1 << 16));
+  KVC_ASSIGN_OR_RETURN(f.peak_weight, Pick<bool>(o, "head_weight", "uniform", {{"uniform", false}, {"peak", true}}));
+  KVC_ASSIGN_OR_RETURN(f.normalize, o.Bool("normalize", false));
+  KVC_ASSIGN_OR_RETURN(f.rerotate, o.Bool("rerotate", true));
+  KVC_ASSIGN_OR_RETURN(f.prefix_in_budget, o.Bool("prefix_in_budget", false));
+  return std::unique_ptr<CompressionMethod>(new Focus(spec, f));
+}
+
+}  // namespace kvc

@@ -1,0 +1,202 @@
+// focus on a tiny random model: its budget and protection, whole spans, one selection for all layers, the
+// memory bound past the window, and its reduction to Finch (whose indices the kvpress parity tests hold).
+#include <map>
+#include <set>
+#include <string>
+
+#include "compressor/methods/compression.h"
+#include "compressor/methods/options.h"
+#include "compressor/tokenizer/text_boundaries.h"
+#include "gtest/gtest.h"
+#include "tests/support/synthetic_input.h"
+#include "tests/support/tiny_llama_test.h"
+
+namespace kvc {
+namespace {
+
+class FocusTest : public kvc::testing::TinyLlamaTest {
+ protected:
+  static CompressionInput Input(int64_t context_len, int64_t query_len, int64_t protected_prefix = 0) {
+    return kvc::testing::SyntheticInput(model_, context_len, query_len, protected_prefix);
+  }
+
+  // Words of `word` tokens, sentences of `sentence` tokens (a multiple of `word`).
+  static std::vector<uint8_t> Boundaries(int64_t n, int64_t word, int64_t sentence) {
+    std::vector<uint8_t> b(n, 0);
+    for (int64_t i = 0; i < n; ++i) {
+      if (i % word == 0) b[i] |= kWordStart;
+      if (i % sentence == 0) b[i] |= kSentenceStart | kWordStart;
+    }
+    return b;
+  }
+
+  static absl::StatusOr<CompressionResult> Run(const std::string& method, double ratio,
+                                               std::map<std::string, std::string> options,
+                                               const CompressionInput& in) {
+    CompressionSpec spec;
+    spec.method = method;
+    spec.ratio = ratio;
+    spec.options = std::move(options);
+    auto m = CreateCompressionMethod(spec);
+    if (!m.ok()) return m.status();
+    return (*m)->Compress(in);
+  }
+
+  // How many groups of `size` consecutive positions are kept in part only.
+  static int64_t PartlyKeptGroups(const torch::Tensor& kept_row, int64_t size) {
+    std::map<int64_t, int64_t> count;
+    auto p = kept_row.accessor<int64_t, 1>();
+    for (int64_t i = 0; i < p.size(0); ++i) ++count[p[i] / size];
+    int64_t partly = 0;
+    for (const auto& [group, n] : count) partly += n != size;
+    return partly;
+  }
+};
+
+TEST_F(FocusTest, KeepsTheSameTokensInEveryLayerAndHeadAndTheProtectedPrefixOutsideTheBudget) {
+  CompressionInput in = Input(400, 12, /*protected_prefix=*/10);
+  in.boundaries = Boundaries(400, 3, 12);
+  auto r = Run("focus", 4, {{"chunk_tokens", "128"}}, in);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // The ratio applies to the 390 document tokens; the prefix comes on top.
+  EXPECT_EQ(r->stats.tokens_out, 10 + KeptTokens(4, 0, 390).value());
+  const torch::Tensor first = r->stats.kept_positions[0][0];
+  for (const torch::Tensor& layer : r->stats.kept_positions) {
+    for (int64_t h = 0; h < layer.size(0); ++h) EXPECT_TRUE(torch::equal(layer[h], first));
+  }
+  for (int64_t i = 0; i < 10; ++i) EXPECT_EQ(first[i].item<int64_t>(), i);
+  EXPECT_TRUE(torch::equal(std::get<0>(first.sort()), first));
+  EXPECT_EQ(r->cache.next_position(), r->stats.tokens_out);
+  EXPECT_EQ(r->cache.key_rotation(), KeyRotation::kCompacted);
+}
+
+TEST_F(FocusTest, SpansAreKeptWholeButOne) {
+  struct Case {
+    std::string span;
+    int64_t group;  // the span length the boundaries below make
+  };
+  for (const Case& c : {Case{"word", 4}, Case{"sentence", 16}, Case{"fixed", 8}}) {
+    SCOPED_TRACE(c.span);
+    CompressionInput in = Input(480, 8);
+    in.boundaries = Boundaries(480, 4, 16);
+    // One chunk: re-competition across chunks may cut a span kept earlier.
+    auto r = Run("focus", 5, {{"chunk_tokens", "512"}, {"span", c.span}, {"span_tokens", c.span == "fixed" ? "8" : "32"}, {"sinks", "0"}}, in);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->stats.tokens_out, 96);
+    EXPECT_LE(PartlyKeptGroups(r->stats.kept_positions[0][0], c.group), 1);
+  }
+}
+
+TEST_F(FocusTest, LongSentencesAreCutIntoPiecesOfAtMostSpanTokens) {
+  CompressionInput in = Input(480, 8);
+  in.boundaries = Boundaries(480, 4, 240);  // two long sentences of 60 words
+  auto r = Run("focus", 10, {{"chunk_tokens", "512"}, {"span", "sentence"}, {"span_tokens", "8"}, {"sinks", "0"}}, in);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stats.tokens_out, 48);
+  EXPECT_LE(PartlyKeptGroups(r->stats.kept_positions[0][0], 8), 1);
+}
+
+TEST_F(FocusTest, WithoutBoundariesWordsAndSentencesBecomeFixedRuns) {
+  auto r = Run("focus", 5, {{"chunk_tokens", "512"}, {"span", "sentence"}, {"span_tokens", "6"}, {"sinks", "0"}}, Input(480, 8));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_LE(PartlyKeptGroups(r->stats.kept_positions[0][0], 6), 1);
+}
+
+TEST_F(FocusTest, SinksAreAlwaysKept) {
+  auto r = Run("focus", 16, {{"sinks", "7"}, {"chunk_tokens", "100"}}, Input(640, 8));
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (int64_t i = 0; i < 7; ++i) EXPECT_EQ(r->stats.kept_positions.back()[1][i].item<int64_t>(), i);
+}
+
+TEST_F(FocusTest, LayerAndKvHeadSelection) {
+  CompressionInput in = Input(300, 8);
+  auto layer = Run("focus", 4, {{"chunk_tokens", "512"}, {"selection", "layer"}, {"span", "token"}}, in);
+  ASSERT_TRUE(layer.ok()) << layer.status();
+  for (const torch::Tensor& p : layer->stats.kept_positions) EXPECT_TRUE(torch::equal(p[0], p[1]));
+  EXPECT_FALSE(torch::equal(layer->stats.kept_positions[0], layer->stats.kept_positions[1]))
+      << "two random layers attend alike";
+  auto head = Run("focus", 4, {{"chunk_tokens", "512"}, {"selection", "kv_head"}, {"span", "token"}}, in);
+  ASSERT_TRUE(head.ok()) << head.status();
+  EXPECT_FALSE(torch::equal(head->stats.kept_positions[0][0], head->stats.kept_positions[0][1]));
+}
+
+// With the suffix's plain attention, token spans and per-head selection, focus is Finch.
+TEST_F(FocusTest, WithAttentionScoresTokenSpansAndKvHeadSelectionItKeepsWhatFinchKeeps) {
+  for (const std::string chunk : {"64", "1000"}) {
+    SCOPED_TRACE(chunk);
+    CompressionInput in = Input(300, 9);
+    auto finch = Run("finch", 4, {{"chunk_tokens", chunk}}, in);
+    auto focus = Run("focus", 4,
+                     {{"chunk_tokens", chunk},
+                      {"score", "attention"},
+                      {"normalize", "on"},
+                      {"span", "token"},
+                      {"selection", "kv_head"},
+                      {"sinks", "0"}},
+                     in);
+    ASSERT_TRUE(finch.ok()) << finch.status();
+    ASSERT_TRUE(focus.ok()) << focus.status();
+    ASSERT_EQ(finch->stats.kept_positions.size(), focus->stats.kept_positions.size());
+    for (size_t l = 0; l < finch->stats.kept_positions.size(); ++l) {
+      EXPECT_TRUE(torch::equal(finch->stats.kept_positions[l], focus->stats.kept_positions[l])) << "layer " << l;
+    }
+    for (int64_t l = 0; l < finch->cache.num_layers(); ++l) {
+      EXPECT_TRUE(torch::allclose(finch->cache.Keys(l), focus->cache.Keys(l)));
+    }
+  }
+}
+
+TEST_F(FocusTest, MemoryIsBoundedPastTheModelWindow) {
+  // tiny_llama's window is 1024 positions.
+  const int64_t context = 3000, query = 10, chunk = 256;
+  auto r = Run("focus", 8, {{"chunk_tokens", std::to_string(chunk)}}, Input(context, query));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stats.tokens_out, 375);
+  EXPECT_LE(r->stats.peak_cache_entries, 375 + chunk + query);
+  EXPECT_EQ(r->stats.chunk_seconds.size(), 12u);
+}
+
+TEST_F(FocusTest, ScoresAPrefilledContext) {
+  CompressionInput in = Input(200, 8);
+  KvCache full = model_->NewCache();
+  ASSERT_TRUE(model_->Prefill(in.context, full).ok());
+  in.prefilled = &full;
+  auto r = Run("focus", 4, {}, in);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stats.tokens_out, 50);
+  EXPECT_EQ(r->stats.chunk_seconds.size(), 1u);
+  EXPECT_EQ(full.length(), 200) << "the prefilled context is borrowed, not changed";
+}
+
+TEST_F(FocusTest, CancellationStopsBetweenChunks) {
+  CompressionInput in = Input(600, 8);
+  int calls = 0;
+  in.keep_going = [&calls] { return ++calls < 3; };
+  EXPECT_EQ(Run("focus", 4, {{"chunk_tokens", "100"}}, in).status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(calls, 3);
+}
+
+TEST_F(FocusTest, BadOptionsAndBoundariesGetPreciseErrors) {
+  struct Bad {
+    std::map<std::string, std::string> options;
+    std::string needle;
+    absl::StatusCode code = absl::StatusCode::kInvalidArgument;
+  };
+  for (const Bad& b : {Bad{{{"pool_kernel", "4"}}, "pool_kernel"}, Bad{{{"span", "paragraph"}}, "span"},
+                       Bad{{{"selection", "head"}}, "selection"}, Bad{{{"score", "tfidf"}}, "score"},
+                       Bad{{{"doc_rows", "0"}}, "doc_rows", absl::StatusCode::kOutOfRange}, Bad{{{"granularity", "layer"}}, "granularity"}}) {
+    auto r = Run("focus", 4, b.options, Input(100, 4));
+    EXPECT_EQ(r.status().code(), b.code) << b.needle;
+    EXPECT_NE(r.status().message().find(b.needle), std::string::npos) << r.status();
+  }
+  CompressionInput in = Input(100, 4);
+  in.boundaries.assign(99, kWordStart);
+  auto r = Run("focus", 4, {}, in);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("boundaries"), std::string::npos) << r.status();
+  EXPECT_EQ(Run("focus", 4, {}, Input(100, 0)).status().code(), absl::StatusCode::kInvalidArgument)
+      << "focus scores with the query";
+}
+
+}  // namespace
+}  // namespace kvc
