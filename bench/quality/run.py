@@ -89,6 +89,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-records", type=int, default=0, help="only the first N records (0: all)")
     p.add_argument("--max-context-tokens", type=int, default=2500,
                    help="records with more context tokens are not short: fits or past the window")
+    p.add_argument("--past-max-tokens", type=int, default=0,
+                   help="skip the records past the window whose context has more tokens than this (0: none skipped); "
+                        "the report counts them as skipped")
     p.add_argument("--window-tokens", type=int, default=8192,
                    help="the model's window: a record fits when context + suffix + --max-new-tokens <= this")
     p.add_argument("--long-methods", default="finch,truncate",
@@ -393,7 +396,9 @@ def render(a, cmdline: str, runner: Runner, counts: dict[str, int], load_before:
              "when nothing else ran)")
     L.append(f"- Data: `{a.data}`: {sum(counts.values())} records, {counts['short']} short (context <= "
              f"{a.max_context_tokens} tokens), {counts['fits']} longer but inside the {a.window_tokens}-token window "
-             f"(context + suffix + {a.max_new_tokens} new tokens), {counts['past']} past the window")
+             f"(context + suffix + {a.max_new_tokens} new tokens), {counts['past']} past the window"
+             + (f"; {counts.get('skipped', 0)} past records over --past-max-tokens "
+                f"{a.past_max_tokens} skipped" if a.past_max_tokens else ""))
     L.append(f"- Model: `{a.model or 'SmolLM2-135M-Instruct.Q4_1.gguf (packaged)'}`; greedy, <= {a.max_new_tokens} "
              "new tokens; correct = any answer in the output, case-insensitive")
     L.append(f"- Versions: {versions(a.python)}")
@@ -536,6 +541,7 @@ def main(argv: list[str]) -> int:
     runner = Runner(pathlib.Path(a.jsonl))
     ids: list[dict] = []
     tiers: dict[str, list[int]] = {t: [] for t in TIERS}
+    skipped: list[str] = []
     tmp = tempfile.TemporaryDirectory(prefix="kvc-quality-")
     try:
         d = pathlib.Path(tmp.name)
@@ -545,7 +551,11 @@ def main(argv: list[str]) -> int:
             runner.failures.append(f"tokenize-only gave {len(ids)} records for {len(lines)}")
             ids = []
         for i, r in enumerate(ids):
-            tiers[tier_of(a, r)].append(i)
+            tier = tier_of(a, r)
+            if tier == "past" and a.past_max_tokens and len(r["context_ids"]) > a.past_max_tokens:
+                skipped.append(records[i]["id"])
+                continue
+            tiers[tier].append(i)
         log(", ".join(f"{len(v)} {k}" for k, v in tiers.items()) + " records")
         rec_id = [r["id"] for r in records]
         kvc_engines = ["kvc" if dt_ == "memory" else f"kvc {dt_}" for dt_ in csv(a.cache_dtypes)]
@@ -624,7 +634,7 @@ def main(argv: list[str]) -> int:
         runner.close()
         tmp.cleanup()
 
-    report = render(a, cmdline, runner, {t: len(v) for t, v in tiers.items()}, load_before, started, sizes,
+    report = render(a, cmdline, runner, {**{t: len(v) for t, v in tiers.items()}, "skipped": len(skipped)}, load_before, started, sizes,
                     families)
     print(report)
     out = pathlib.Path(a.out)

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_split.h"
 #include "compressor/methods/compression.h"
+#include "compressor/tokenizer/text_boundaries.h"
 #include "compressor/model/default_model.h"
 #include "compressor/model/model_dtype.h"
 
@@ -61,6 +62,18 @@ int main(int argc, char** argv) {
   input.context = rec["context_ids"].get<std::vector<int64_t>>();
   input.protected_prefix = rec["protected_prefix"].get<int64_t>();
   input.suffix = rec["suffix_ids"].get<std::vector<int64_t>>();
+  // Span-aware methods read word and sentence starts from the tokens, as the server gives them.
+  auto tokenizer = kvc::LoadTokenizer(model_path);
+  if (!tokenizer.ok()) {
+    std::cerr << tokenizer.status() << "\n";
+    return 1;
+  }
+  auto boundaries = kvc::TextBoundaries(**tokenizer, input.context);
+  if (!boundaries.ok()) {
+    std::cerr << boundaries.status() << "\n";
+    return 1;
+  }
+  input.boundaries = *std::move(boundaries);
   std::map<std::string, std::map<std::string, std::string>> options;
   for (const std::string& o : option_args) {
     std::vector<std::string> kv = absl::StrSplit(o, absl::MaxSplits('=', 1));

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Compression speed, side by side in one run: kvc Finch vs kvpress FinchPress on the same model, dtype,
-device and token ids, plus kvc's plain prefill (method none) and transformers' plain prefill.
+device and token ids, plus kvc's focus (the default method), kvc's plain prefill (method none) and
+transformers' plain prefill.
 
   bench/speed/run.py [--data ../shared/eval/dev.jsonl] [--tokens 4096] [--ratio 8] [--threads 2] [--repeats 3]
                      [--device cpu|cuda] [--dtype float32|bfloat16|float16] [--out bench/results/speed-cpu.md]
 
 The record is the dev record whose prompt is closest to --tokens tokens. Targets (issue #4): kvc Finch takes
-<= 0.67x the time of kvpress FinchPress and adds <= 15% over kvc's plain prefill. On CUDA every timed run
+<= 0.67x the time of kvpress FinchPress and adds <= 15% over kvc's plain prefill; focus takes <= 1.15x Finch's time. On CUDA every timed run
 ends with a device synchronize; the default output is then bench/results/speed-gpu.md and the dtype bfloat16.
 """
 import argparse
@@ -54,7 +55,7 @@ def main():
 
     print(f"[speed] record {rec['id']}: {len(ctx)} context + {len(suffix)} query tokens", file=sys.stderr)
     ours = {}
-    out = subprocess.run([build_binary("kvc-bench-compress", ROOT), "--ids", ids_path, "--methods", "none,finch",
+    out = subprocess.run([build_binary("kvc-bench-compress", ROOT), "--ids", ids_path, "--methods", "none,finch,focus",
                           "--ratio", str(a.ratio), "--threads", str(a.threads), "--repeats", str(a.repeats),
                           "--device", a.device, "--dtype", a.dtype],
                          check=True, capture_output=True, text=True).stdout
@@ -102,6 +103,7 @@ def main():
         where = f"GPU: {torch.cuda.get_device_name(dev)} (CUDA {torch.version.cuda}); host CPU: {cpu}"
     rows = [
         ("kvc finch", f_ours, ours["finch"]["times_s"]),
+        ("kvc focus (the default method)", ours["focus"]["median_s"], ours["focus"]["times_s"]),
         ("kvpress FinchPress", med["kvpress finch"], theirs["kvpress finch"]),
         ("kvc plain prefill (none)", p_ours, ours["none"]["times_s"]),
         ("transformers plain prefill", med["transformers prefill"], theirs["transformers prefill"]),
@@ -122,6 +124,7 @@ def main():
 """ + "".join(f"| {n} | {m:.3g} | {fmt(ts)} |\n" for n, m, ts in rows) + f"""
 - kvc Finch / kvpress FinchPress: **{f_ours / med['kvpress finch']:.2f}x** (target <= 0.67x)
 - kvc Finch / kvc plain prefill: **{f_ours / p_ours:.2f}x** (target <= 1.15x)
+- kvc focus / kvc Finch on the same tokens: **{ours['focus']['median_s'] / f_ours:.2f}x** (target <= 1.15x)
 - kvc plain prefill / transformers plain prefill: {p_ours / med['transformers prefill']:.2f}x
 """
     pathlib.Path(a.out).write_text(text)

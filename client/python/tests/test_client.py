@@ -123,7 +123,7 @@ def test_compress_defaults_and_alternatives(client):
     fake, c = client
     c.compress(document_cache_ids=[CACHE_ID], suffix_ids=[5, 6], target_tokens=128)
     req = fake.requests[-1]
-    assert req.spec.method == "finch" and req.spec.WhichOneof("budget") == "target_tokens"
+    assert req.spec.method == "focus" and req.spec.WhichOneof("budget") == "target_tokens"
     assert req.spec.target_tokens == 128
     assert req.WhichOneof("question") == "suffix_ids" and list(req.suffix_ids.ids) == [5, 6]
     assert not req.HasField("system_prompt")
