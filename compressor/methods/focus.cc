@@ -31,6 +31,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -98,20 +99,30 @@ SpanIds MakeSpanIds(const FocusOptions& o, const std::vector<uint8_t>& boundarie
   return {torch::tensor(span, opts).to(device), torch::tensor(word, opts).to(device)};
 }
 
-// Mean attention each of the `scored` keys receives from sampled rows of the chunk: queries [H, S, D] at
-// cache indices rows [S] (each sees keys 0..row). Returns [H, scored]; a key seen by few rows leans to 1/n.
-torch::Tensor DocAttention(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor& rows,
+// The sampled document rows of a chunk: each row (a cache index) sees keys 0..row.
+struct DocRows {
+  torch::Tensor hidden;   // [S, scored] bool: key past the row
+  torch::Tensor seen_by;  // [scored] float32: how many rows see each key
+};
+
+DocRows MakeDocRows(const torch::Tensor& rows, int64_t scored) {
+  torch::Tensor visible = torch::arange(scored, rows.options()).unsqueeze(0) <= rows.unsqueeze(1);
+  return {visible.logical_not(), visible.sum(0).to(torch::kFloat32)};
+}
+
+// Mean attention each of the `scored` keys receives from the sampled rows, whose queries are [H, S, D].
+// Returns [H, scored]; a key seen by few rows leans to uniform attention 1/n. The GQA groups are matched by
+// a reshape rather than by copying the keys per query head.
+torch::Tensor DocAttention(const torch::Tensor& queries, const torch::Tensor& keys, const DocRows& rows,
                            int64_t scored) {
-  const int64_t H = queries.size(0), D = queries.size(2), Hkv = keys.size(0);
-  torch::Tensor k = keys.narrow(1, 0, scored).repeat_interleave(H / Hkv, 0).to(torch::kFloat32);
-  torch::Tensor logits = torch::matmul(queries.to(torch::kFloat32), k.transpose(1, 2)) / std::sqrt(double(D));
-  torch::Tensor cols = torch::arange(scored, rows.options());
-  torch::Tensor visible = cols.unsqueeze(0) <= rows.unsqueeze(1);  // [S, scored]
-  logits = logits.masked_fill(visible.logical_not(), -std::numeric_limits<float>::infinity());
-  torch::Tensor received = torch::softmax(logits, -1).sum(1);             // [H, scored]
-  torch::Tensor seen_by = visible.sum(0).to(torch::kFloat32);             // [scored]
+  const int64_t H = queries.size(0), S = queries.size(1), D = queries.size(2), Hkv = keys.size(0);
+  torch::Tensor q = queries.to(torch::kFloat32).reshape({Hkv, (H / Hkv) * S, D});
+  torch::Tensor k = keys.narrow(1, 0, scored).to(torch::kFloat32);
+  torch::Tensor logits = torch::matmul(q, k.transpose(1, 2)).view({H, S, scored}).mul_(1.0 / std::sqrt(double(D)));
+  logits.masked_fill_(rows.hidden, -std::numeric_limits<float>::infinity());
+  torch::Tensor received = torch::softmax(logits, -1).sum(1);  // [H, scored]
   const double uniform = 1.0 / static_cast<double>(scored);
-  return (received + uniform) / (seen_by + 1);
+  return (received + uniform) / (rows.seen_by + 1);
 }
 
 class Focus : public MethodBase {
@@ -169,10 +180,11 @@ class Focus : public MethodBase {
       int64_t k = last ? k_ctx : static_cast<int64_t>(std::ceil(static_cast<double>(k_ctx) * (start + len) / C));
       k = std::min(std::max(k, std::min(protect, scored)), scored);
 
+      std::optional<DocRows> rows;
+      if (!doc_queries.empty()) rows = MakeDocRows(doc_rows, scored);
       std::vector<torch::Tensor> scores;  // per layer [Hkv, scored] (the suffix's KV is still in the cache)
       for (int64_t l = 0; l < cache.num_layers(); ++l) {
-        scores.push_back(LayerScores(out.queries[l], cache.Keys(l),
-                                     doc_queries.empty() ? torch::Tensor() : doc_queries[l], doc_rows, scored));
+        scores.push_back(LayerScores(out.queries[l], cache.Keys(l), rows ? &doc_queries[l] : nullptr, rows, scored));
       }
       cache.Truncate(scored);
       std::vector<torch::Tensor> kept = Select(cache, scores, ids, k, protect);
@@ -195,14 +207,14 @@ class Focus : public MethodBase {
 
   // [Hkv, scored] scores of one layer. With contrast each query head's scores sum to 1 before the GQA mean;
   // score=attention is Finch's vote exactly, so that focus with span=token and selection=kv_head is Finch.
-  torch::Tensor LayerScores(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor& doc_queries,
-                            const torch::Tensor& doc_rows, int64_t scored) const {
+  torch::Tensor LayerScores(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor* doc_queries,
+                            const std::optional<DocRows>& rows, int64_t scored) const {
     const int64_t Q = queries.size(1), total = keys.size(1), Hkv = keys.size(0);
     torch::Tensor attn = WindowAttention(queries, keys);  // [H, Q, total]
     if (o_.normalize) attn = attn * torch::arange(total - Q, total, attn.options()).view({1, Q, 1});
     torch::Tensor s = attn.narrow(2, 0, scored).mean(1);  // [H, scored]
     if (o_.contrast) {
-      if (doc_queries.defined()) s = s / (DocAttention(doc_queries, keys, doc_rows, scored) + 1.0 / scored);
+      if (doc_queries != nullptr) s = s / (DocAttention(*doc_queries, keys, *rows, scored) + 1.0 / scored);
       s = s / s.sum(1, /*keepdim=*/true);
     }
     if (o_.peak_weight) s = s * std::get<0>(s.max(1, /*keepdim=*/true)) * s.size(0);
