@@ -30,6 +30,7 @@
 #include "absl/time/clock.h"
 #include "compressor/format/kv_cache_adapter.h"
 #include "compressor/methods/compression.h"
+#include "compressor/methods/options.h"
 #include "service/cache_id.h"
 #include "service/metrics.h"
 #include "service/model_runtime.h"
@@ -242,6 +243,20 @@ class CompressorServiceTest : public ::testing::Test {
 };
 
 ModelRuntime* CompressorServiceTest::runtime_ = nullptr;
+
+// A request that names no method gets focus, whose ratio applies to the documents, the prefix kept on top.
+TEST_F(CompressorServiceTest, TheDefaultMethodIsFocus) {
+  auto h = Start();
+  CompressRequest request = FinchRequest();
+  request.mutable_spec()->set_method("");
+  CompressResponse response;
+  grpc::Status s = Compress(*h, request, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  const kvc::v1::CacheInfo& info = response.info();
+  EXPECT_EQ(info.spec().method(), "focus");
+  const int64_t prefix = info.prefix_tokens();
+  EXPECT_EQ(info.tokens_out(), prefix + KeptTokens(4.0, 0, info.tokens_in() - prefix).value());
+}
 
 TEST_F(CompressorServiceTest, CompressStoresTheLibraryResultAndRepeatsAreHits) {
   auto h = Start();

@@ -51,6 +51,12 @@ def main(argv: list[str]) -> int:
     lines = [l for l in pathlib.Path(a.data).read_text().splitlines() if l.strip()]
     records = [json.loads(l) for l in lines]
     keep = [l for l, r in zip(lines, records) if not families or r["family"] in families]
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+        f.write("\n".join(keep) + "\n")
+    tokenized = subprocess.run([a.kvc_eval, "--data", f.name, "--tokenize-only"], check=True, capture_output=True,
+                               text=True).stdout.splitlines()
+    short = {r["id"] for r in map(json.loads, tokenized) if len(r["context_ids"]) <= a.max_context_tokens}
+    keep = [l for l in keep if json.loads(l)["id"] in short]
     variants = [v for v in a.variants.split(";") if v]
     methods = ["none", a.method] + [f"{a.method}@{v}" for v in variants]
     jsonl = pathlib.Path(a.jsonl or pathlib.Path(a.out).with_suffix(".jsonl"))
