@@ -89,6 +89,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-records", type=int, default=0, help="only the first N records (0: all)")
     p.add_argument("--max-context-tokens", type=int, default=2500,
                    help="records with more context tokens are not short: fits or past the window")
+    p.add_argument("--keep-errors", action="store_true",
+                   help="with --resume, carry rows that ended in an error (a press that cannot run at a ratio) "
+                        "instead of running them again")
     p.add_argument("--past-max-tokens", type=int, default=0,
                    help="skip the records past the window whose context has more tokens than this (0: none skipped); "
                         "the report counts them as skipped")
@@ -536,7 +539,7 @@ def main(argv: list[str]) -> int:
     previous: list[dict] = []
     if a.resume and pathlib.Path(a.jsonl).exists():
         with open(a.jsonl, encoding="utf-8") as f:
-            previous = [r for r in (json.loads(x) for x in f if x.strip()) if "error" not in r]
+            previous = [r for r in (json.loads(x) for x in f if x.strip()) if a.keep_errors or "error" not in r]
         log(f"resume: {len(previous)} rows from {a.jsonl}")
     runner = Runner(pathlib.Path(a.jsonl))
     ids: list[dict] = []
