@@ -87,7 +87,6 @@ def main(argv: list[str]) -> int:
         agg[k]["correct"] += bool(r["correct"])
         agg[k][r["family"]] += bool(r["correct"])
         agg[k]["kept"] += r.get("kept", 0)
-        agg[k]["compress_s"] += r.get("compress_s", 0.0)
     full = agg[("none", 1.0)]["correct"]
     L = [f"# Ablation of {a.method} ({', '.join(sorted(families)) or 'all families'})", "",
          f"- Command: `{cmdline}`",
@@ -95,9 +94,10 @@ def main(argv: list[str]) -> int:
          f"- Data: `{a.data}`: {len(ids)} records with <= {a.max_context_tokens} context tokens"
          + (f" of the families {', '.join(sorted(families))}" if families else ""),
          f"- Each row is `{a.method}` with its defaults and the options shown changed; correct/total, and % of the "
-         "full cache's correct answers.", "",
-         "| variant | ratio | " + " | ".join(fams) + " | all | % of full | mean kept | mean compress_s |",
-         "|---|---:|" + "---:|" * len(fams) + "---:|---:|---:|---:|"]
+         "full cache's correct answers. Accuracy only: compression time is measured side by side in "
+         "bench/speed (bench/results/speed-cpu.md).", "",
+         "| variant | ratio | " + " | ".join(fams) + " | all | % of full | mean kept |",
+         "|---|---:|" + "---:|" * len(fams) + "---:|---:|---:|"]
     for m in methods:
         for x in ([1.0] if m == "none" else ratios):
             c = agg[(m, x)]
@@ -107,8 +107,7 @@ def main(argv: list[str]) -> int:
             per = " | ".join(f"{c[f]}/{sum(1 for r in rows if r['method'] == m and r['ratio'] == x and r['family'] == f)}"
                              for f in fams)
             pct = f"{100 * c['correct'] / full:.0f}%" if full else "n/a"
-            L.append(f"| {label} | {x:g} | {per} | {c['correct']}/{c['n']} | {pct} | {c['kept'] / c['n']:.0f} | "
-                     f"{c['compress_s'] / c['n']:.2f} |")
+            L.append(f"| {label} | {x:g} | {per} | {c['correct']}/{c['n']} | {pct} | {c['kept'] / c['n']:.0f} |")
     pathlib.Path(a.out).write_text("\n".join(L) + "\n")
     print("\n".join(L))
     return 0
