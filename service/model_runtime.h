@@ -30,10 +30,6 @@ struct ModelRuntimeOptions {
   std::string chat_format = "auto";  // "auto" (from the model's template), "chatml", "llama3", "llama2", "raw"
 };
 
-// The system prompt a request gets when it leaves system_prompt unset (DESIGN §11).
-inline constexpr absl::string_view kDefaultSystemPrompt =
-    "Answer the question using only the context. Reply with the answer only.";
-
 class ModelRuntime {
  public:
   // NOT_FOUND when there is no model, INVALID_ARGUMENT for a bad device, dtype or chat format, and the

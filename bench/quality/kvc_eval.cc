@@ -32,7 +32,6 @@
 
 namespace {
 
-constexpr char kSystem[] = "Answer the question using only the context. Reply with the answer only.";
 
 double Seconds(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -135,7 +134,7 @@ int main(int argc, char** argv) {
     auto rec = nlohmann::json::parse(line, nullptr, false);
     if (!rec.is_object()) continue;
     ++done;
-    auto encoded = kvc::EncodeCompressionPrompt(**tok, format, kSystem, rec["context"].get<std::string>(),
+    auto encoded = kvc::EncodeCompressionPrompt(**tok, format, kvc::kDefaultSystemPrompt, rec["context"].get<std::string>(),
                                                 rec["question"].get<std::string>());
     if (!encoded.ok()) {
       std::cerr << "kvc-eval: cannot tokenize record " << rec["id"] << ": " << encoded.status() << "\n";

@@ -21,8 +21,6 @@
 
 namespace {
 
-constexpr char kSystem[] = "Answer the question using only the context. Reply with the answer only.";
-
 int Fail(const std::string& what, const absl::Status& s) {
   std::cerr << "kvc-explain: " << what << ": " << s << "\n";
   return 1;
@@ -32,7 +30,8 @@ int Fail(const std::string& what, const absl::Status& s) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Write an HTML page of what a compression method keeps of a document for a question"};
-  std::string model_path, doc_path, query, out_path = "-", method = "focus", system = kSystem;
+  std::string model_path, doc_path, query, out_path = "-", method = "focus",
+              system(kvc::kDefaultSystemPrompt);
   double ratio = 0;
   int64_t target_tokens = 0;
   int threads = 0;

@@ -73,8 +73,7 @@ class Finch : public MethodBase {
       KVC_ASSIGN_OR_RETURN(ForwardOutput out,
                            model.Forward(query, torch::arange(next, next + Q, on_device), cache, fo));
       cache.SetPositions(scored, torch::arange(C, C + Q, on_device));
-      // The kept count grows with the text seen so far, so that the last step lands on the budget.
-      int64_t k = last ? k_ctx : static_cast<int64_t>(std::ceil(static_cast<double>(k_ctx) * (start + len) / C));
+      int64_t k = KeptSoFar(k_ctx, start + len, C);
       k = std::max(k, std::min(in.protected_prefix, scored));
       const bool query_stays = last && o_.keep_query;
       std::vector<torch::Tensor> kept;

@@ -76,7 +76,7 @@ SpanIds MakeSpanIds(const FocusOptions& o, const std::vector<uint8_t>& boundarie
     const uint8_t b = text ? boundaries[i] : (kWordStart | kSentenceStart);
     if (i == 0 || (b & kWordStart) != 0) ++w;
     word[i] = text ? w : i;
-    bool starts;
+    bool starts = true;
     const bool needs_text = o.span == Span::kWord || o.span == Span::kSentence;
     switch (needs_text && !text ? Span::kFixed : o.span) {
       case Span::kToken: starts = true; break;
@@ -149,7 +149,6 @@ class Focus : public MethodBase {
       KVC_RETURN_IF_ERROR(CheckCancelled(in));
       auto t0 = std::chrono::steady_clock::now();
       const int64_t len = std::min(chunk, C - start);
-      const bool last = start + len == C;
       const int64_t kept_before = cache.length();
       std::vector<torch::Tensor> doc_queries;
       torch::Tensor doc_rows;
@@ -177,7 +176,7 @@ class Focus : public MethodBase {
       ForwardOptions fo;
       fo.capture_queries = Q;
       KVC_ASSIGN_OR_RETURN(ForwardOutput out, model.Forward(query, torch::arange(next, next + Q, on_device), cache, fo));
-      int64_t k = last ? k_ctx : static_cast<int64_t>(std::ceil(static_cast<double>(k_ctx) * (start + len) / C));
+      int64_t k = KeptSoFar(k_ctx, start + len, C);
       k = std::min(std::max(k, std::min(protect, scored)), scored);
 
       std::optional<DocRows> rows;

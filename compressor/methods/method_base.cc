@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "compressor/kv/compose.h"
@@ -101,6 +102,11 @@ absl::StatusOr<int64_t> MethodBase::Budget(const CompressionInput& in, int64_t s
 absl::Status MethodBase::CheckCancelled(const CompressionInput& in) const {
   if (in.keep_going && !in.keep_going()) return absl::CancelledError("compression cancelled");
   return absl::OkStatus();
+}
+
+int64_t MethodBase::KeptSoFar(int64_t k_ctx, int64_t seen, int64_t C) {
+  if (seen >= C) return k_ctx;
+  return static_cast<int64_t>(std::ceil(static_cast<double>(k_ctx) * seen / C));
 }
 
 absl::StatusOr<int64_t> MethodBase::QueryGuidedChunk(const CompressionInput& in, int64_t chunk_tokens) {

@@ -42,6 +42,9 @@ class MethodBase : public CompressionMethod {
   absl::Status Prefill(const CompressionInput& in, const std::vector<int64_t>& ids, int64_t first_position,
                        int64_t chunk, KvCache& cache, CompressionStats* stats) const;
   absl::Status CheckCancelled(const CompressionInput& in) const;
+  // How many of the k_ctx kept tokens a query-guided prefill keeps once it has read `seen` of the C context
+  // tokens: the count grows with the text, so that the last chunk lands exactly on the budget.
+  static int64_t KeptSoFar(int64_t k_ctx, int64_t seen, int64_t C);
   // The chunk of a query-guided prefill (Finch's loop): `chunk_tokens`, which must fit the model window
   // (OUT_OF_RANGE), or the whole context when it was prefilled (then scored as one chunk).
   static absl::StatusOr<int64_t> QueryGuidedChunk(const CompressionInput& in, int64_t chunk_tokens);

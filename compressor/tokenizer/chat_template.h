@@ -44,6 +44,11 @@ struct CompressionPrompt {
   Prompt prefix;  // template start + system prompt + "Context:\n"
   Prompt suffix;  // "\n\nQuestion: ..." + end of the user turn + generation prompt
 };
+// The system prompt of DESIGN §11: what a request gets when it leaves system_prompt unset, and what the
+// quality tools prompt with.
+inline constexpr absl::string_view kDefaultSystemPrompt =
+    "Answer the question using only the context. Reply with the answer only.";
+
 // The prompt around the documents, with the wording of DESIGN §11.
 CompressionPrompt BuildCompressionPrompt(ChatFormat format, absl::string_view system, absl::string_view question);
 
