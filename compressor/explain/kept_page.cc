@@ -32,6 +32,7 @@ absl::StatusOr<std::vector<int64_t>> KeptCounts(const std::vector<torch::Tensor>
     torch::Tensor flat = layer.to(torch::kCPU).to(torch::kInt64).flatten().contiguous();
     const int64_t* p = flat.data_ptr<int64_t>();
     for (int64_t i = 0; i < flat.numel(); ++i) {
+      if (p[i] == -1) continue;  // padding of a head that keeps fewer entries
       if (p[i] < 0 || p[i] >= context_len) {
         return absl::InvalidArgumentError(
             absl::StrCat("kept position ", p[i], " is outside the context of ", context_len, " tokens"));

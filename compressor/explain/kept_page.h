@@ -31,8 +31,8 @@ struct KeptPageInput {
   int64_t tokens_out = 0;           // kept entries per head
 };
 
-// Per context position, how many slots of kept_positions (per layer [kv_heads, k], original positions) hold
-// it. INVALID_ARGUMENT for a position outside [0, context_len).
+// Per context position, how many slots of kept_positions (per layer [kv_heads, k], original positions, -1
+// for padding) hold it. INVALID_ARGUMENT for a position outside [0, context_len).
 absl::StatusOr<std::vector<int64_t>> KeptCounts(const std::vector<torch::Tensor>& kept_positions,
                                                 int64_t context_len);
 

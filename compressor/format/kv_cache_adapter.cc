@@ -1,5 +1,8 @@
 #include "compressor/format/kv_cache_adapter.h"
 
+#include <algorithm>
+#include <numeric>
+
 #include "absl/strings/str_cat.h"
 #include "compressor/format/kvc_writer.h"
 #include "compressor/util/status_macros.h"
@@ -28,15 +31,24 @@ struct EncodedLayer {
   torch::Tensor k, v, k_scales, v_scales;
 };
 
-EncodedLayer EncodeLayer(const torch::Tensor& k_in, const torch::Tensor& v_in, KvcDtype dtype) {
+// k_in, v_in: [H, n, D]; valid: undefined or [H, n] bool (the real entries, which alone are stored, head by
+// head: the sections hold each head's entries in cache order).
+EncodedLayer EncodeLayer(const torch::Tensor& k_in, const torch::Tensor& v_in, const torch::Tensor& valid_in,
+                         KvcDtype dtype) {
   EncodedLayer e;
+  const torch::Tensor valid = valid_in.defined() ? valid_in.to(torch::kCPU) : torch::Tensor();
+  auto stored = [&](const torch::Tensor& t) {  // [H, n, ...] -> the real entries, head-major
+    return (valid.defined() ? t.index({valid}) : t).contiguous();
+  };
   if (dtype != KvcDtype::kInt8) {
-    e.k = k_in.to(torch::kCPU, TorchType(dtype)).contiguous();
-    e.v = v_in.to(torch::kCPU, TorchType(dtype)).contiguous();
+    e.k = stored(k_in.to(torch::kCPU, TorchType(dtype)));
+    e.v = stored(v_in.to(torch::kCPU, TorchType(dtype)));
     return e;
   }
   torch::Tensor k = k_in.to(torch::kCPU, torch::kFloat32);  // [H, n, D]
   torch::Tensor v = v_in.to(torch::kCPU, torch::kFloat32);
+  // Padding must not widen a head's key scales.
+  if (valid.defined()) k = k * valid.unsqueeze(2);
   // Per (head, channel) for keys, per (head, token) for values; an all-zero row gets scale 1 (any works).
   if (k.size(1) == 0) {
     e.k = k.to(torch::kInt8);
@@ -49,10 +61,10 @@ EncodedLayer EncodeLayer(const torch::Tensor& k_in, const torch::Tensor& v_in, K
   ks = torch::where(ks > 0, ks, torch::ones_like(ks));
   torch::Tensor vs = v.abs().amax(/*dim=*/2) / 127.0;  // [H, n]
   vs = torch::where(vs > 0, vs, torch::ones_like(vs));
-  e.k = (k / ks.unsqueeze(1)).round().clamp(-127, 127).to(torch::kInt8).contiguous();
-  e.v = (v / vs.unsqueeze(2)).round().clamp(-127, 127).to(torch::kInt8).contiguous();
+  e.k = stored((k / ks.unsqueeze(1)).round().clamp(-127, 127).to(torch::kInt8));
+  e.v = stored((v / vs.unsqueeze(2)).round().clamp(-127, 127).to(torch::kInt8));
   e.k_scales = ks.contiguous();
-  e.v_scales = vs.contiguous();
+  e.v_scales = stored(vs);
   return e;
 }
 
@@ -100,11 +112,14 @@ absl::StatusOr<std::string> EncodeKvCache(const KvCache& cache, const KvcProvena
     std::vector<EncodedLayer> encoded;
     std::vector<torch::Tensor> positions;
     for (int64_t l = 0; l < shape.num_layers; ++l) {
-      const int64_t len = cache.length(l);
-      for (int64_t hd = 0; hd < shape.kv_heads; ++hd) h.lengths.push_back(static_cast<uint32_t>(len));
-      h.tokens_out = std::max<uint64_t>(h.tokens_out, len);
-      encoded.push_back(EncodeLayer(cache.Keys(l), cache.Values(l), options.dtype));
+      for (int64_t len : cache.HeadLengths(l)) {
+        h.lengths.push_back(static_cast<uint32_t>(len));
+        h.tokens_out = std::max<uint64_t>(h.tokens_out, len);
+      }
+      const torch::Tensor valid = cache.Valid(l);
+      encoded.push_back(EncodeLayer(cache.Keys(l), cache.Values(l), valid, options.dtype));
       torch::Tensor p = cache.Positions(l).to(torch::kCPU);
+      if (valid.defined()) p = p.index({valid.to(torch::kCPU)});
       if (p.numel() > 0 && p.max().item<int64_t>() > std::numeric_limits<int32_t>::max()) {
         return absl::OutOfRangeError("cache: an original position does not fit in 31 bits");
       }
@@ -135,14 +150,6 @@ absl::StatusOr<DecodedKvCache> DecodeKvCache(absl::string_view bytes, const KvcD
                                                       "…, this server runs ", options.expected_fingerprint->substr(0, 16),
                                                       "…: a cache only loads into the model that made it"));
   }
-  for (uint32_t l = 0; l < h.num_layers; ++l) {
-    for (uint32_t hd = 1; hd < h.kv_heads; ++hd) {
-      if (h.length(l, hd) != h.length(l, 0)) {
-        return absl::UnimplementedError(absl::StrCat("cache: layer ", l, " keeps different numbers of entries per head, ",
-                                                     "which this runtime does not decode"));
-      }
-    }
-  }
   const torch::ScalarType out_type =
       options.dtype.value_or(h.dtype == KvcDtype::kInt8 ? torch::kFloat32 : TorchType(h.dtype));
   return CatchTorch([&]() -> absl::StatusOr<DecodedKvCache> {
@@ -153,18 +160,33 @@ absl::StatusOr<DecodedKvCache> DecodeKvCache(absl::string_view bytes, const KvcD
       return torch::from_blob(const_cast<void*>(p), shape, torch::TensorOptions().dtype(t));
     };
     for (uint32_t l = 0; l < h.num_layers; ++l) {
-      const int64_t n = h.length(l, 0);
+      std::vector<int64_t> lengths(H);
+      for (int64_t hd = 0; hd < H; ++hd) lengths[hd] = h.length(l, static_cast<uint32_t>(hd));
+      const int64_t total = std::accumulate(lengths.begin(), lengths.end(), int64_t{0});
+      const int64_t n = *std::max_element(lengths.begin(), lengths.end());
       if (n == 0) continue;  // a new KvCache layer is already empty
       const KvcLayerView& view = reader->layer(l);
-      torch::Tensor k = cpu(view.keys.data(), {H, n, D}, TorchType(h.dtype));
-      torch::Tensor v = cpu(view.values.data(), {H, n, D}, TorchType(h.dtype));
+      torch::Tensor k = cpu(view.keys.data(), {total, D}, TorchType(h.dtype));
+      torch::Tensor v = cpu(view.values.data(), {total, D}, TorchType(h.dtype));
+      torch::Tensor p = cpu(reader->positions(l, 0).data(), {total}, torch::kInt32).to(torch::kInt64);
+      // Each head's entries first, padding after them up to the layer's longest head.
+      torch::Tensor valid = torch::arange(n).unsqueeze(0) < torch::tensor(lengths).unsqueeze(1);  // [H, n]
       if (h.dtype == KvcDtype::kInt8) {
-        k = k.to(torch::kFloat32) * cpu(view.key_scales.data(), {H, 1, D}, torch::kFloat32);
-        v = v.to(torch::kFloat32) * cpu(view.value_scales.data(), {H, n, 1}, torch::kFloat32);
+        torch::Tensor head_of = torch::repeat_interleave(torch::tensor(lengths));  // [total]
+        k = k.to(torch::kFloat32) * cpu(view.key_scales.data(), {H, D}, torch::kFloat32).index_select(0, head_of);
+        v = v.to(torch::kFloat32) * cpu(view.value_scales.data(), {total, 1}, torch::kFloat32);
       }
-      torch::Tensor p = cpu(reader->positions(l, 0).data(), {H, n}, torch::kInt32).to(torch::kInt64);
+      auto padded = [&](const torch::Tensor& flat, torch::IntArrayRef shape) {
+        torch::Tensor out = torch::zeros(shape, flat.options());
+        out.index_put_({valid}, flat);
+        return out;
+      };
+      torch::Tensor pk = padded(k, {H, n, D}), pv = padded(v, {H, n, D});
+      torch::Tensor pp = padded(p, {H, n});
+      const bool dense = total == H * n;
       // Append copies onto the target device and dtype, so no view into `bytes` survives this call.
-      cache.Append(l, k.to(options.device, out_type), v.to(options.device, out_type), p.to(options.device));
+      cache.Append(l, pk.to(options.device, out_type), pv.to(options.device, out_type), pp.to(options.device),
+                   dense ? torch::Tensor() : valid.to(options.device));
     }
     cache.set_next_position(h.next_position);
     cache.set_key_rotation(h.keys_compacted ? KeyRotation::kCompacted : KeyRotation::kOriginal);

@@ -59,8 +59,8 @@ struct DecodedKvCache {
   KvcHeader header;
 };
 
-// Errors of KvcReader::Open, FAILED_PRECONDITION for a fingerprint mismatch, UNIMPLEMENTED for a file whose
-// heads of one layer hold different numbers of entries (valid .kvc, but KvCache keeps one length per layer).
+// Errors of KvcReader::Open, FAILED_PRECONDITION for a fingerprint mismatch. A file whose heads keep
+// different numbers of entries decodes into a ragged KvCache (padding masked, see kv_cache.h).
 absl::StatusOr<DecodedKvCache> DecodeKvCache(absl::string_view bytes, const KvcDecodeOptions& options = {});
 
 }  // namespace kvc

@@ -107,12 +107,6 @@ absl::Status Generator::Validate(const GenerationRequest& req) const {
           "caches[", i, "]: shaped [layers ", s.num_layers, ", kv_heads ", s.kv_heads, ", head_dim ", s.head_dim,
           "] but the model has [", cfg.num_layers, ", ", cfg.num_kv_heads, ", ", cfg.head_dim, "]"));
     }
-    for (int64_t l = 1; l < s.num_layers; ++l) {
-      if (c->length(l) != c->length(0)) {
-        return absl::FailedPreconditionError(absl::StrCat("caches[", i, "]: layer ", l, " holds ", c->length(l),
-                                                          " entries but layer 0 holds ", c->length(0)));
-      }
-    }
   }
   if (req.suffix.empty()) {
     return absl::InvalidArgumentError(

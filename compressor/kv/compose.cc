@@ -45,7 +45,8 @@ absl::StatusOr<KvCache> ComposeImpl(const std::vector<ComposePart>& parts, const
   KvCache out(shape);
   int64_t longest = 0;
   for (int64_t l = 0; l < shape.num_layers; ++l) {
-    std::vector<torch::Tensor> keys, values, positions;
+    std::vector<torch::Tensor> keys, values, positions, valid;
+    bool padded = false;
     int64_t base = 0;
     for (const ComposePart& part : parts) {
       const KvCache* c = part.cache;
@@ -62,9 +63,18 @@ absl::StatusOr<KvCache> ComposeImpl(const std::vector<ComposePart>& parts, const
       keys.push_back(in_place ? k : RerotateKeys(k, from, to, rope));
       values.push_back(c->Values(l).narrow(1, skip, len));
       positions.push_back(c->Positions(l).narrow(1, skip, len));
+      torch::Tensor v = c->Valid(l);
+      padded = padded || v.defined();
+      valid.push_back(v.defined() ? v.narrow(1, skip, len)
+                                  : torch::ones({shape.kv_heads, len},
+                                                torch::TensorOptions().dtype(torch::kBool).device(shape.device)));
       base += len;
     }
-    if (!keys.empty()) out.Reset(l, torch::cat(keys, 1), torch::cat(values, 1), torch::cat(positions, 1));
+    // A ragged part keeps its padding in place: every slot keeps its index, so the re-rotation above holds.
+    if (!keys.empty()) {
+      out.Reset(l, torch::cat(keys, 1), torch::cat(values, 1), torch::cat(positions, 1),
+                padded ? torch::cat(valid, 1) : torch::Tensor());
+    }
     longest = std::max(longest, base);
   }
   out.set_key_rotation(KeyRotation::kCompacted);
@@ -114,7 +124,7 @@ absl::StatusOr<KvCache> CopyCache(const KvCache& cache, torch::ScalarType dtype,
     for (int64_t l = 0; l < shape.num_layers; ++l) {
       if (cache.length(l) == 0) continue;
       // Append allocates this cache's own storage and converts dtype/device on the copy.
-      out.Append(l, cache.Keys(l), cache.Values(l), cache.Positions(l));
+      out.Append(l, cache.Keys(l), cache.Values(l), cache.Positions(l), cache.Valid(l));
     }
     out.set_next_position(cache.next_position());
     out.set_key_rotation(cache.key_rotation());

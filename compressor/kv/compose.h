@@ -27,8 +27,9 @@ namespace kvc {
 // head_dim] is re-rotated from its current rotary position (caches[i]->RotaryPositions(l)) to base + j for
 // its j-th entry, so the result's keys sit at their compacted index.
 //
-// The result: key_rotation() == kCompacted; next_position() == its longest layer (the total entry count, as
-// layers are equally long between forward passes), so decoding continues right after the last entry;
+// The result: key_rotation() == kCompacted; next_position() == its longest layer (the total entry count of a
+// dense composition), so decoding continues right after the last entry; ragged parts keep their padding
+// slots (and its Valid mask) in place;
 // model_fingerprint() is the caches' common one; dtype and device are the caches'. Positions(l) keeps every
 // entry's ORIGINAL position within its own source, without any offset: positions of different parts overlap
 // (two documents both start at 0) and only say where an entry came from, not where it is rotated to.

@@ -2,6 +2,7 @@
 #include "compressor/kv/kv_cache.h"
 
 #include <type_traits>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -62,6 +63,30 @@ TEST(KvCacheTest, MoveTransfersTheStorage) {
   KvCache b = std::move(a);
   EXPECT_EQ(b.Keys(1).data_ptr(), data);
   EXPECT_EQ(b.length(), 4);
+}
+
+TEST(KvCacheTest, PaddingIsTrackedPerHeadAndDroppedWithTheLastPaddedSlot) {
+  KvCache c(KvCacheShape{.num_layers = 2, .kv_heads = 2, .head_dim = 4});
+  torch::Tensor valid = torch::tensor({1, 1, 1, 1, 0, 0}, torch::kBool).view({2, 3});  // head 1 keeps 1 of 3
+  c.Reset(0, torch::ones({2, 3, 4}), torch::ones({2, 3, 4}), torch::arange(3, torch::kInt64), valid);
+  c.Append(1, torch::ones({2, 5, 4}), torch::ones({2, 5, 4}), torch::arange(5, torch::kInt64));
+  EXPECT_TRUE(c.ragged());
+  EXPECT_EQ(c.length(), 5) << "the longest layer";
+  EXPECT_EQ(c.HeadLengths(0), (std::vector<int64_t>{3, 1}));
+  EXPECT_EQ(c.HeadLengths(1), (std::vector<int64_t>{5, 5}));
+  EXPECT_FALSE(c.Valid(1).defined()) << "a dense layer carries no mask";
+  EXPECT_EQ(c.Entries(), 3 + 1 + 10);
+  EXPECT_TRUE(torch::equal(c.Positions(0)[1], torch::tensor({0, -1, -1}, torch::kInt64)));
+  // New entries are real in every head; the mask grows with them.
+  c.Append(0, torch::ones({2, 2, 4}), torch::ones({2, 2, 4}), torch::arange(3, 5, torch::kInt64));
+  EXPECT_EQ(c.HeadLengths(0), (std::vector<int64_t>{5, 3}));
+  KvCache copy = c.Clone();
+  EXPECT_TRUE(torch::equal(copy.Valid(0), c.Valid(0)));
+  // Dropping the padded slots leaves a dense layer.
+  c.TruncateLayer(0, 1);
+  EXPECT_FALSE(c.Valid(0).defined());
+  EXPECT_EQ(c.length(0), 1);
+  EXPECT_EQ(copy.HeadLengths(0), (std::vector<int64_t>{5, 3})) << "the clone keeps its own mask";
 }
 
 }  // namespace

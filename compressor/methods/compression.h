@@ -56,8 +56,10 @@ struct CompressionInput {
 
 struct CompressionStats {
   int64_t tokens_in = 0;   // context tokens
-  int64_t tokens_out = 0;  // kept entries per head (including kept query tokens in kvpress parity mode)
-  std::vector<torch::Tensor> kept_positions;  // per layer [kv_heads, tokens_out] original positions, ascending
+  int64_t tokens_out = 0;  // kept entries of the fullest head (including kept query tokens in kvpress parity mode)
+  // Per layer [kv_heads, slots] original positions, ascending; -1 marks the padding of a head that keeps fewer
+  // entries than the layer's longest (head-adaptive budgets), and layers may differ in slots.
+  std::vector<torch::Tensor> kept_positions;
   std::vector<double> chunk_seconds;           // wall time per prefill chunk (one entry when not chunked)
   int64_t peak_cache_entries = 0;              // largest cache length held at any time
 };

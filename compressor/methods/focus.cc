@@ -60,7 +60,27 @@ struct FocusOptions {
   bool normalize = false;
   bool rerotate = true;
   bool prefix_in_budget = false;
+  bool pyramid = false;        // layer_budget=pyramid
+  int64_t pyramid_last = 50;   // the last layer's share of the mean budget, percent
+  bool adaptive = false;       // head_budget=adaptive
+  int64_t head_floor = 20;     // percent of the per-head budget that every head keeps at least
 };
+
+// Kept slots of one layer: idx [R, slots] ascending, then padding; valid [R, slots] bool, or undefined when no
+// slot is padding.
+struct Kept {
+  torch::Tensor idx, valid;
+};
+
+// Per row of `order` ([R, n], slot indices by priority), the first counts[r] ([R] int64) as a Kept of `slots`
+// columns, ascending, the rest padding.
+Kept FromOrder(const torch::Tensor& order, const torch::Tensor& counts, int64_t slots) {
+  const int64_t n = order.size(1);
+  torch::Tensor valid = torch::arange(slots, order.options()).unsqueeze(0) < counts.unsqueeze(1);
+  torch::Tensor idx = std::get<0>(torch::where(valid, order.narrow(1, 0, slots), n).sort(1));
+  idx = torch::where(valid, idx, 0);
+  return Kept{idx, valid.all().item<bool>() ? torch::Tensor() : valid};
+}
 
 // Span and word ids of every context position, ascending.
 struct SpanIds {
@@ -99,6 +119,15 @@ SpanIds MakeSpanIds(const FocusOptions& o, const std::vector<uint8_t>& boundarie
   return {torch::tensor(span, opts).to(device), torch::tensor(word, opts).to(device)};
 }
 
+// S rows of a chunk of len, evenly spaced from the first to the last, ascending and distinct.
+std::vector<int64_t> SampledRows(int64_t S, int64_t len) {
+  std::vector<int64_t> rows(S);
+  for (int64_t i = 0; i < S; ++i) {
+    rows[i] = S == 1 ? 0 : std::llround(static_cast<double>(i) * static_cast<double>(len - 1) / static_cast<double>(S - 1));
+  }
+  return rows;
+}
+
 // The sampled document rows of a chunk: each row (a cache index) sees keys 0..row.
 struct DocRows {
   torch::Tensor hidden;   // [S, scored] bool: key past the row
@@ -114,12 +143,16 @@ DocRows MakeDocRows(const torch::Tensor& rows, int64_t scored) {
 // Returns [H, scored]; a key seen by few rows leans to uniform attention 1/n. The GQA groups are matched by
 // a reshape rather than by copying the keys per query head.
 torch::Tensor DocAttention(const torch::Tensor& queries, const torch::Tensor& keys, const DocRows& rows,
-                           int64_t scored) {
+                           int64_t scored, const torch::Tensor& valid) {
   const int64_t H = queries.size(0), S = queries.size(1), D = queries.size(2), Hkv = keys.size(0);
   torch::Tensor q = queries.to(torch::kFloat32).reshape({Hkv, (H / Hkv) * S, D});
   torch::Tensor k = keys.narrow(1, 0, scored).to(torch::kFloat32);
   torch::Tensor logits = torch::matmul(q, k.transpose(1, 2)).view({H, S, scored}).mul_(1.0 / std::sqrt(double(D)));
-  logits.masked_fill_(rows.hidden, -std::numeric_limits<float>::infinity());
+  torch::Tensor hidden = rows.hidden;
+  if (valid.defined()) {
+    hidden = hidden | valid.narrow(1, 0, scored).logical_not().repeat_interleave(H / Hkv, 0).unsqueeze(1);
+  }
+  logits.masked_fill_(hidden, -std::numeric_limits<float>::infinity());
   torch::Tensor received = torch::softmax(logits, -1).sum(1);  // [H, scored]
   const double uniform = 1.0 / static_cast<double>(scored);
   return (received + uniform) / (rows.seen_by + 1);
@@ -157,18 +190,14 @@ class Focus : public MethodBase {
       } else {
         ForwardOptions chunk_fo;
         const bool sample = o_.contrast && o_.doc_rows > 0;
-        if (sample) chunk_fo.capture_queries = len;
+        if (sample) chunk_fo.capture_rows = SampledRows(std::min(o_.doc_rows, len), len);
         KVC_ASSIGN_OR_RETURN(ForwardOutput chunk_out,
                              model.Forward(context.narrow(0, start, len), torch::arange(next, next + len, on_device),
                                            cache, chunk_fo));
         cache.SetPositions(kept_before, torch::arange(start, start + len, on_device));
         if (sample) {
-          const int64_t S = std::min(o_.doc_rows, len);
-          torch::Tensor picks = torch::linspace(0, static_cast<double>(len - 1), S, on_device.dtype(torch::kFloat64))
-                                    .round()
-                                    .to(torch::kInt64);
-          for (torch::Tensor& q : chunk_out.queries) doc_queries.push_back(q.index_select(1, picks));
-          doc_rows = picks + kept_before;
+          doc_queries = std::move(chunk_out.queries);
+          doc_rows = torch::tensor(chunk_fo.capture_rows, torch::kInt64).to(model.device()) + kept_before;
         }
       }
       next += len;
@@ -183,14 +212,21 @@ class Focus : public MethodBase {
       if (!doc_queries.empty()) rows = MakeDocRows(doc_rows, scored);
       std::vector<torch::Tensor> scores;  // per layer [Hkv, scored] (the suffix's KV is still in the cache)
       for (int64_t l = 0; l < cache.num_layers(); ++l) {
-        scores.push_back(LayerScores(out.queries[l], cache.Keys(l), rows ? &doc_queries[l] : nullptr, rows, scored));
+        scores.push_back(LayerScores(out.queries[l], cache.Keys(l), cache.Valid(l),
+                                     rows ? &doc_queries[l] : nullptr, rows, scored));
       }
       cache.Truncate(scored);
-      std::vector<torch::Tensor> kept = Select(cache, scores, ids, k, protect);
-      for (int64_t l = 0; l < cache.num_layers(); ++l) GatherLayer(cache, l, kept[l], o_.rerotate, model.rope());
+      // Every layer keeps the same number of slots (padding where its budget is smaller), so that the next
+      // chunk lands at the same slots, and rotary positions, in all of them.
+      std::vector<Kept> kept = Select(cache, scores, ids, k, protect);
+      for (int64_t l = 0; l < cache.num_layers(); ++l) {
+        GatherLayer(cache, l, kept[l].idx, o_.rerotate, model.rope(), kept[l].valid);
+      }
       next = o_.rerotate ? cache.length() : start + len;
       stats.chunk_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
+    // Padding costs memory only up to each layer's fullest head.
+    for (int64_t l = 0; l < cache.num_layers(); ++l) Compact(cache, l, model.rope());
     cache.set_next_position(o_.rerotate ? cache.length() : C);
     if (o_.rerotate) cache.set_key_rotation(KeyRotation::kCompacted);
     return Finish(std::move(cache), std::move(stats));
@@ -206,62 +242,145 @@ class Focus : public MethodBase {
 
   // [Hkv, scored] scores of one layer. With contrast each query head's scores sum to 1 before the GQA mean;
   // score=attention is Finch's vote exactly, so that focus with span=token and selection=kv_head is Finch.
-  torch::Tensor LayerScores(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor* doc_queries,
-                            const std::optional<DocRows>& rows, int64_t scored) const {
+  torch::Tensor LayerScores(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor& valid,
+                            const torch::Tensor* doc_queries, const std::optional<DocRows>& rows,
+                            int64_t scored) const {
     const int64_t Q = queries.size(1), total = keys.size(1), Hkv = keys.size(0);
-    torch::Tensor attn = WindowAttention(queries, keys);  // [H, Q, total]
+    torch::Tensor attn = WindowAttention(queries, keys, valid);  // [H, Q, total]
     if (o_.normalize) attn = attn * torch::arange(total - Q, total, attn.options()).view({1, Q, 1});
     torch::Tensor s = attn.narrow(2, 0, scored).mean(1);  // [H, scored]
     if (o_.contrast) {
-      if (doc_queries != nullptr) s = s / (DocAttention(*doc_queries, keys, *rows, scored) + 1.0 / scored);
+      if (doc_queries != nullptr) s = s / (DocAttention(*doc_queries, keys, *rows, scored, valid) + 1.0 / scored);
       s = s / s.sum(1, /*keepdim=*/true);
     }
     if (o_.peak_weight) s = s * std::get<0>(s.max(1, /*keepdim=*/true)) * s.size(0);
     return GroupMean(s, Hkv);
   }
 
-  // Indices [Hkv, k] to keep per layer, from per-layer scores [Hkv, scored] of the cache's entries.
-  std::vector<torch::Tensor> Select(const KvCache& cache, std::vector<torch::Tensor> scores, const SpanIds& ids,
-                                    int64_t k, int64_t protect) const {
+  // The slots to keep in each layer, from per-layer scores [Hkv, scored] of the cache's slots; k is the mean
+  // per-head budget, which layer_budget and head_budget may spread unevenly.
+  std::vector<Kept> Select(const KvCache& cache, const std::vector<torch::Tensor>& scores, const SpanIds& ids,
+                           int64_t k, int64_t protect) const {
     const int64_t L = cache.num_layers(), Hkv = cache.shape().kv_heads;
-    std::vector<torch::Tensor> kept;
+    const std::vector<int64_t> budget = LayerBudgets(k, L, protect, cache.length());
+    int64_t slots = *std::max_element(budget.begin(), budget.end());
+    auto on = torch::TensorOptions().dtype(torch::kInt64).device(cache.shape().device);
+    std::vector<Kept> kept;
     if (o_.selection == Selection::kShared) {
+      // One ranking for all layers: layer l keeps the top budget[l] of it, in the slots of the largest budget,
+      // so that a slot holds the same token in every layer.
       torch::Tensor total = torch::stack(scores).sum(at::IntArrayRef{0, 1}).unsqueeze(0);  // [1, scored]
-      torch::Tensor idx = RankedTopK(total, cache.Positions(0).narrow(0, 0, 1), ids, k, protect).expand({Hkv, k});
-      for (int64_t l = 0; l < L; ++l) kept.push_back(idx.contiguous());
+      torch::Tensor order = Rank(total, cache.Positions(0).narrow(0, 0, 1), torch::Tensor(), ids, protect);
+      Kept all = FromOrder(order, torch::full({1}, slots, on), slots);
+      torch::Tensor rank = torch::empty_like(order).scatter_(1, order, torch::arange(order.size(1), on).unsqueeze(0));
+      torch::Tensor idx = all.idx.expand({Hkv, slots}).contiguous();
+      for (int64_t l = 0; l < L; ++l) {
+        torch::Tensor valid = (rank.gather(1, all.idx) < budget[l]).expand({Hkv, slots}).contiguous();
+        kept.push_back(Kept{idx, budget[l] == slots ? torch::Tensor() : valid});
+      }
       return kept;
     }
+    std::vector<torch::Tensor> orders, counts;  // per layer [R, scored] and [R]
     for (int64_t l = 0; l < L; ++l) {
+      torch::Tensor valid = cache.Valid(l);
+      torch::Tensor real = valid.defined() ? valid.sum(1) : torch::full({Hkv}, cache.length(l), on);  // [Hkv]
       if (o_.selection == Selection::kLayer) {
-        torch::Tensor idx =
-            RankedTopK(scores[l].sum(0, true), cache.Positions(l).narrow(0, 0, 1), ids, k, protect).expand({Hkv, k});
-        kept.push_back(idx.contiguous());
-      } else {
-        kept.push_back(RankedTopK(scores[l], cache.Positions(l), ids, k, protect));
+        // Heads share their slots here, so any padding is the same in every head.
+        orders.push_back(Rank(scores[l].sum(0, true), cache.Positions(l).narrow(0, 0, 1),
+                              valid.defined() ? valid.narrow(0, 0, 1) : valid, ids, protect));
+        counts.push_back(real.narrow(0, 0, 1).clamp_max(budget[l]));
+        continue;
       }
+      torch::Tensor key;
+      orders.push_back(Rank(scores[l], cache.Positions(l), valid, ids, protect, &key));
+      counts.push_back(o_.adaptive ? HeadCounts(key, real, budget[l]) : real.clamp_max(budget[l]));
+      // An adaptive head may take more than the mean budget.
+      slots = std::max(slots, counts.back().max().item<int64_t>());
+    }
+    for (int64_t l = 0; l < L; ++l) {
+      Kept one = FromOrder(orders[l], counts[l], slots);
+      if (one.idx.size(0) != Hkv) {
+        one.idx = one.idx.expand({Hkv, slots}).contiguous();
+        if (one.valid.defined()) one.valid = one.valid.expand({Hkv, slots}).contiguous();
+      }
+      kept.push_back(std::move(one));
     }
     return kept;
   }
 
-  // Top k of each row of scores [R, n] by (span score, word score, order), ascending. positions [R, n] are the
-  // entries' context positions; those below `protect` always stay.
-  torch::Tensor RankedTopK(torch::Tensor scores, const torch::Tensor& positions, const SpanIds& ids, int64_t k,
-                           int64_t protect) const {
+  // Per-layer budgets with mean k: all k, or (layer_budget=pyramid, as PyramidKV) falling linearly from
+  // (200 - pyramid_last)% of k in the first layer to pyramid_last% in the last; never below `protect`, nor
+  // above the `slots` a layer holds.
+  std::vector<int64_t> LayerBudgets(int64_t k, int64_t L, int64_t protect, int64_t slots) const {
+    std::vector<int64_t> budget(L, k);
+    if (!o_.pyramid || L < 2) return budget;
+    const double last = o_.pyramid_last / 100.0, first = 2.0 - last;
+    for (int64_t l = 0; l < L; ++l) {
+      const double share = first + (last - first) * static_cast<double>(l) / static_cast<double>(L - 1);
+      budget[l] = std::clamp<int64_t>(std::llround(share * static_cast<double>(k)), std::min(protect, k), slots);
+    }
+    return budget;
+  }
+
+  // head_budget=adaptive (as AdaKV): the heads of a layer share heads * k slots. Each head first gets
+  // head_floor% of k, then the rest go to the best remaining entries of any head, by span score (key [Hkv, n],
+  // in each head's order, -inf for padding); real [Hkv] caps each head at its entries. Returns [Hkv] counts.
+  torch::Tensor HeadCounts(const torch::Tensor& key, const torch::Tensor& real, int64_t k) const {
+    const int64_t Hkv = key.size(0), n = key.size(1);
+    const int64_t floor = (k * o_.head_floor + 99) / 100;
+    torch::Tensor base = real.clamp_max(floor);
+    const int64_t extra = std::min(Hkv * k, real.sum().item<int64_t>()) - base.sum().item<int64_t>();
+    if (extra <= 0) return base;
+    torch::Tensor rest = key.masked_fill(torch::arange(n, real.options()).unsqueeze(0) < base.unsqueeze(1),
+                                         -std::numeric_limits<double>::infinity());
+    torch::Tensor picked = std::get<1>(rest.flatten().topk(extra));
+    return base + torch::bincount(torch::div(picked, n, "floor"), {}, Hkv);
+  }
+
+  // Slots of each row of scores [R, n] by priority: span score, then word score, then order. positions
+  // [R, n] are the slots' context positions (those below `protect` come first); valid [R, n] marks real
+  // slots (undefined: all), padding comes last. key, when given, receives the span scores in that order.
+  torch::Tensor Rank(torch::Tensor scores, const torch::Tensor& positions, const torch::Tensor& valid,
+                     const SpanIds& ids, int64_t protect, torch::Tensor* key = nullptr) const {
     scores = scores.to(torch::kFloat64);
     if (o_.pool_kernel > 1) {
       scores = torch::max_pool1d(scores.unsqueeze(0), o_.pool_kernel, 1, o_.pool_kernel / 2).squeeze(0)
                    .narrow(1, 0, scores.size(1));
     }
-    torch::Tensor span = ids.span.index({positions});
-    torch::Tensor word = ids.word.index({positions});
+    torch::Tensor at = positions.clamp_min(0);
+    torch::Tensor span = ids.span.index({at});
+    torch::Tensor word = ids.word.index({at});
+    if (valid.defined()) {
+      // Padding pools in a group of its own, so that it never lends or borrows a score.
+      span = torch::where(valid, span, ids.span.size(0));
+      word = torch::where(valid, word, ids.word.size(0));
+    }
     torch::Tensor span_score = Pool(scores, span, o_.span_max ? "amax" : "mean");
     torch::Tensor word_score = Pool(scores, word, "mean");
     span_score = span_score.masked_fill(positions < protect, std::numeric_limits<double>::infinity());
+    if (valid.defined()) {
+      const double none = -std::numeric_limits<double>::infinity();
+      span_score.masked_fill_(valid.logical_not(), none);
+      word_score.masked_fill_(valid.logical_not(), none);
+    }
     torch::Tensor by_word = std::get<1>(word_score.sort(/*stable=*/true, /*dim=*/1, /*descending=*/true));
     torch::Tensor by_span =
         std::get<1>(span_score.gather(1, by_word).sort(/*stable=*/true, /*dim=*/1, /*descending=*/true));
-    torch::Tensor order = by_word.gather(1, by_span).narrow(1, 0, k);
-    return std::get<0>(order.sort(1));
+    torch::Tensor order = by_word.gather(1, by_span);
+    if (key != nullptr) *key = span_score.gather(1, order);
+    return order;
+  }
+
+  // Moves each head's real entries of a ragged layer to its first slots and drops the slots no head uses.
+  void Compact(KvCache& cache, int64_t layer, const Rope& rope) const {
+    torch::Tensor valid = cache.Valid(layer);
+    if (!valid.defined()) return;
+    const int64_t n = valid.size(1);
+    torch::Tensor slot = torch::arange(n, torch::TensorOptions().dtype(torch::kInt64).device(valid.device()));
+    torch::Tensor order = std::get<1>(torch::where(valid, slot, slot + n).sort(1));
+    torch::Tensor counts = valid.sum(1);
+    Kept kept = FromOrder(order, counts, counts.max().item<int64_t>());
+    GatherLayer(cache, layer, kept.idx, o_.rerotate, rope, kept.valid);
   }
 
   // Each entry's score replaced by the `reduce` of the scores of the entries in its group ([R, n] group ids).
@@ -294,7 +413,8 @@ absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeFocus(const CompressionSp
       MethodOptions o,
       MethodOptions::Parse(spec.method, spec.options,
                            {"chunk_tokens", "score", "doc_rows", "span", "span_tokens", "span_pool", "pool_kernel",
-                            "selection", "sinks", "head_weight", "normalize", "rerotate", "prefix_in_budget"}));
+                            "selection", "sinks", "head_weight", "normalize", "rerotate", "prefix_in_budget",
+                            "layer_budget", "pyramid_last", "head_budget", "head_floor"}));
   FocusOptions f;
   KVC_ASSIGN_OR_RETURN(f.chunk, o.Int("chunk_tokens", 2048, 1, int64_t{1} << 24));
   KVC_ASSIGN_OR_RETURN(f.contrast, Pick<bool>(o, "score", "contrast", {{"contrast", true}, {"attention", false}}));
@@ -320,6 +440,15 @@ absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeFocus(const CompressionSp
   KVC_ASSIGN_OR_RETURN(f.normalize, o.Bool("normalize", false));
   KVC_ASSIGN_OR_RETURN(f.rerotate, o.Bool("rerotate", true));
   KVC_ASSIGN_OR_RETURN(f.prefix_in_budget, o.Bool("prefix_in_budget", false));
+  KVC_ASSIGN_OR_RETURN(f.pyramid, Pick<bool>(o, "layer_budget", "uniform", {{"uniform", false}, {"pyramid", true}}));
+  KVC_ASSIGN_OR_RETURN(f.pyramid_last, o.Int("pyramid_last", 50, 1, 100));
+  KVC_ASSIGN_OR_RETURN(f.adaptive, Pick<bool>(o, "head_budget", "uniform", {{"uniform", false}, {"adaptive", true}}));
+  KVC_ASSIGN_OR_RETURN(f.head_floor, o.Int("head_floor", 20, 0, 100));
+  if (f.adaptive && f.selection != Selection::kKvHead) {
+    return absl::InvalidArgumentError(
+        "options.head_budget: adaptive needs selection=kv_head (the other selections keep the same entries in "
+        "every head)");
+  }
   return std::unique_ptr<CompressionMethod>(new Focus(spec, f));
 }
 

@@ -1,5 +1,6 @@
 // focus on a tiny random model: its budget and protection, whole spans, one selection for all layers, the
 // memory bound past the window, and its reduction to Finch (whose indices the kvpress parity tests hold).
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
@@ -176,6 +177,106 @@ TEST_F(FocusTest, CancellationStopsBetweenChunks) {
   EXPECT_EQ(calls, 3);
 }
 
+// Real entries of every head of every layer.
+std::vector<std::vector<int64_t>> HeadLengths(const KvCache& cache) {
+  std::vector<std::vector<int64_t>> out;
+  for (int64_t l = 0; l < cache.num_layers(); ++l) out.push_back(cache.HeadLengths(l));
+  return out;
+}
+
+TEST_F(FocusTest, AdaptiveHeadBudgetsSplitTheLayersEntriesUnevenlyAndDecode) {
+  CompressionInput in = Input(600, 12);
+  const int64_t k = KeptTokens(4, 0, 600).value();
+  auto r = Run("focus", 4,
+               {{"chunk_tokens", "128"}, {"selection", "kv_head"}, {"head_budget", "adaptive"}, {"span", "token"}},
+               in);
+  ASSERT_TRUE(r.ok()) << r.status();
+  bool uneven = false;
+  for (const std::vector<int64_t>& heads : HeadLengths(r->cache)) {
+    int64_t sum = 0;
+    for (int64_t n : heads) {
+      sum += n;
+      EXPECT_GE(n, (k * 20 + 99) / 100) << "every head keeps at least head_floor% of the per-head budget";
+      uneven = uneven || n != heads[0];
+    }
+    EXPECT_EQ(sum, static_cast<int64_t>(heads.size()) * k) << "the heads of a layer share heads * k entries";
+  }
+  EXPECT_TRUE(uneven) << "on a random model some heads should win more entries than others";
+  EXPECT_TRUE(r->cache.ragged());
+  int64_t fullest = 0;
+  for (const auto& heads : HeadLengths(r->cache)) fullest = std::max(fullest, *std::max_element(heads.begin(), heads.end()));
+  EXPECT_EQ(r->stats.tokens_out, fullest);
+  // kept_positions: each head's positions ascending, then -1 padding.
+  for (int64_t l = 0; l < r->cache.num_layers(); ++l) {
+    const torch::Tensor& pos = r->stats.kept_positions[l];
+    for (int64_t h = 0; h < pos.size(0); ++h) {
+      const int64_t n = r->cache.HeadLengths(l)[h];
+      torch::Tensor real = pos[h].narrow(0, 0, n);
+      EXPECT_TRUE(torch::equal(std::get<0>(real.sort()), real));
+      EXPECT_TRUE((pos[h].narrow(0, n, pos.size(1) - n) == -1).all().item<bool>());
+    }
+  }
+  // The ragged cache decodes: the next token sees each head's own entries.
+  ForwardOptions fo;
+  fo.logits_for = {0};
+  const int64_t next = r->cache.next_position();
+  auto out = model_->Forward(torch::tensor({7}, torch::kInt64), torch::tensor({next}, torch::kInt64), r->cache, fo);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_TRUE(torch::isfinite(out->logits).all().item<bool>());
+}
+
+TEST_F(FocusTest, AdaptiveHeadsHoldExactlyTheEntriesOfTheFullPrefill) {
+  // In one chunk and without re-rotation, the kept KV is the full prefill's at the kept entries: decoding the
+  // compressed ragged cache must equal decoding the full cache with everything else hidden per head.
+  CompressionInput in = Input(300, 10);
+  auto r = Run("focus", 3,
+               {{"chunk_tokens", "1000"}, {"selection", "kv_head"}, {"head_budget", "adaptive"},
+                {"rerotate", "false"}},
+               in);
+  ASSERT_TRUE(r.ok()) << r.status();
+  KvCache full = model_->NewCache();
+  ASSERT_TRUE(model_->Prefill(in.context, full).ok());
+  {
+    c10::InferenceMode guard;
+    for (int64_t l = 0; l < full.num_layers(); ++l) {
+      torch::Tensor kept = torch::zeros({full.shape().kv_heads, 300}, torch::kBool);
+      torch::Tensor pos = r->stats.kept_positions[l];
+      for (int64_t h = 0; h < pos.size(0); ++h) {
+        torch::Tensor real = pos[h].masked_select(pos[h] >= 0);
+        kept[h].index_fill_(0, real, true);
+      }
+      full.Reset(l, full.Keys(l).clone(), full.Values(l).clone(), full.Positions(l).clone(), kept);
+    }
+  }
+  ForwardOptions fo;
+  fo.logits_for = {0, 1, 2};
+  torch::Tensor ids = torch::tensor({5, 9, 11}, torch::kInt64), at = torch::arange(300, 303, torch::kInt64);
+  auto got = model_->Forward(ids, at, r->cache, fo);
+  auto want = model_->Forward(ids, at, full, fo);
+  ASSERT_TRUE(got.ok() && want.ok());
+  EXPECT_TRUE(torch::allclose(got->logits, want->logits, 1e-4, 1e-5));
+}
+
+TEST_F(FocusTest, PyramidBudgetsShrinkWithDepthAndKeepTheMean) {
+  CompressionInput in = Input(600, 12);
+  in.boundaries = Boundaries(600, 3, 12);
+  const int64_t k = KeptTokens(4, 0, 600).value();
+  for (const std::string selection : {"layer", "shared"}) {
+    SCOPED_TRACE(selection);
+    auto r = Run("focus", 4, {{"chunk_tokens", "128"}, {"selection", selection}, {"layer_budget", "pyramid"}}, in);
+    ASSERT_TRUE(r.ok()) << r.status();
+    // Two layers: 150% and 50% of k (pyramid_last=50).
+    EXPECT_EQ(r->cache.HeadLengths(0), std::vector<int64_t>(2, (3 * k + 1) / 2));
+    EXPECT_EQ(r->cache.HeadLengths(1), std::vector<int64_t>(2, (k + 1) / 2));
+    EXPECT_EQ(r->cache.length(1), r->cache.HeadLengths(1)[0]) << "a smaller layer holds no padding";
+    if (selection == "shared") {
+      // One ranking: the deeper layer keeps the best part of what the first one keeps.
+      torch::Tensor first = r->stats.kept_positions[0][0], second = r->stats.kept_positions[1][0];
+      EXPECT_TRUE(torch::isin(second, first).all().item<bool>());
+    }
+  }
+}
+
 TEST_F(FocusTest, BadOptionsAndBoundariesGetPreciseErrors) {
   struct Bad {
     std::map<std::string, std::string> options;
@@ -184,7 +285,9 @@ TEST_F(FocusTest, BadOptionsAndBoundariesGetPreciseErrors) {
   };
   for (const Bad& b : {Bad{{{"pool_kernel", "4"}}, "pool_kernel"}, Bad{{{"span", "paragraph"}}, "span"},
                        Bad{{{"selection", "head"}}, "selection"}, Bad{{{"score", "tfidf"}}, "score"},
-                       Bad{{{"doc_rows", "0"}}, "doc_rows", absl::StatusCode::kOutOfRange}, Bad{{{"granularity", "layer"}}, "granularity"}}) {
+                       Bad{{{"doc_rows", "0"}}, "doc_rows", absl::StatusCode::kOutOfRange}, Bad{{{"granularity", "layer"}}, "granularity"},
+                       Bad{{{"head_budget", "adaptive"}}, "kv_head"}, Bad{{{"layer_budget", "cone"}}, "layer_budget"},
+                       Bad{{{"pyramid_last", "0"}}, "pyramid_last", absl::StatusCode::kOutOfRange}}) {
     auto r = Run("focus", 4, b.options, Input(100, 4));
     EXPECT_EQ(r.status().code(), b.code) << b.needle;
     EXPECT_NE(r.status().message().find(b.needle), std::string::npos) << r.status();

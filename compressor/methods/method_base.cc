@@ -43,7 +43,12 @@ absl::Status CheckPrefilled(const LlamaModel& model, const KvCache& cache, const
   }
   const int64_t n = cache.length();
   if (n == 0) return absl::InvalidArgumentError("context: empty, nothing to compress (the prefilled KV is empty)");
-  for (int64_t l = 1; l < cache.num_layers(); ++l) {
+  for (int64_t l = 0; l < cache.num_layers(); ++l) {
+    if (cache.Valid(l).defined()) {
+      return absl::InvalidArgumentError(absl::StrCat("prefilled: layer ", l,
+                                                     " keeps different entries per head; expected one entry per "
+                                                     "context token in every head"));
+    }
     if (cache.length(l) != n) {
       return absl::InvalidArgumentError(absl::StrCat("prefilled: layer ", l, " holds ", cache.length(l),
                                                      " entries and layer 0 ", n,
@@ -174,7 +179,10 @@ absl::StatusOr<KvCache> MethodBase::ContextCache(const CompressionInput& in, int
 }
 
 CompressionResult MethodBase::Finish(KvCache cache, CompressionStats stats) const {
-  stats.tokens_out = cache.length();
+  stats.tokens_out = 0;
+  for (int64_t l = 0; l < cache.num_layers(); ++l) {
+    for (int64_t len : cache.HeadLengths(l)) stats.tokens_out = std::max(stats.tokens_out, len);
+  }
   stats.peak_cache_entries = std::max(stats.peak_cache_entries, cache.peak_length());
   stats.kept_positions.clear();
   for (int64_t l = 0; l < cache.num_layers(); ++l) stats.kept_positions.push_back(cache.Positions(l).to(torch::kCPU).clone());

@@ -7,7 +7,7 @@
 
 namespace kvc {
 
-torch::Tensor WindowAttention(const torch::Tensor& queries, const torch::Tensor& keys) {
+torch::Tensor WindowAttention(const torch::Tensor& queries, const torch::Tensor& keys, const torch::Tensor& valid) {
   const int64_t H = queries.size(0), w = queries.size(1), D = queries.size(2);
   const int64_t Hkv = keys.size(0), n = keys.size(1);
   torch::Tensor k = keys.repeat_interleave(H / Hkv, 0);  // [H, n, D]
@@ -15,7 +15,9 @@ torch::Tensor WindowAttention(const torch::Tensor& queries, const torch::Tensor&
   // Row i sees keys up to n - w + i.
   auto opts = torch::TensorOptions().dtype(torch::kInt64).device(queries.device());
   torch::Tensor visible = torch::arange(n, opts).unsqueeze(0) <= (torch::arange(w, opts) + (n - w)).unsqueeze(1);
-  logits = logits.masked_fill(visible.logical_not(), -std::numeric_limits<float>::infinity());
+  torch::Tensor hidden = visible.logical_not();  // [w, n]
+  if (valid.defined()) hidden = hidden | valid.logical_not().repeat_interleave(H / Hkv, 0).unsqueeze(1);
+  logits = logits.masked_fill(hidden, -std::numeric_limits<float>::infinity());
   return torch::softmax(logits.to(torch::kFloat32), -1);
 }
 
@@ -35,7 +37,8 @@ torch::Tensor SelectTopK(torch::Tensor scores, int64_t k, int64_t protected_pref
   return std::get<0>(idx.sort(1));
 }
 
-void GatherLayer(KvCache& cache, int64_t layer, const torch::Tensor& idx, bool rerotate, const Rope& rope) {
+void GatherLayer(KvCache& cache, int64_t layer, const torch::Tensor& idx, bool rerotate, const Rope& rope,
+                 const torch::Tensor& valid) {
   const int64_t D = cache.shape().head_dim;
   torch::Tensor i = idx.to(cache.shape().device);
   torch::Tensor i3 = i.unsqueeze(-1).expand({i.size(0), i.size(1), D});
@@ -46,7 +49,7 @@ void GatherLayer(KvCache& cache, int64_t layer, const torch::Tensor& idx, bool r
     torch::Tensor to = torch::arange(i.size(1), i.options()).unsqueeze(0).expand_as(i);
     k = RerotateKeys(k, i, to, rope);
   }
-  cache.Reset(layer, k, v, p);
+  cache.Reset(layer, k, v, p, valid);
 }
 
 }  // namespace kvc

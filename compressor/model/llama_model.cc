@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -170,6 +171,23 @@ KvCache LlamaModel::NewCache() const {
   return cache;
 }
 
+torch::Tensor LlamaModel::CausalMask(int64_t past, int64_t n) const {
+  auto iopt = torch::TensorOptions().dtype(torch::kInt64).device(device_);
+  const int64_t total = past + n;
+  torch::Tensor kidx = torch::arange(total, iopt).unsqueeze(0);
+  torch::Tensor qidx = (torch::arange(n, iopt) + past).unsqueeze(1);
+  torch::Tensor m = kidx <= qidx;
+  if (config_.sliding_window > 0 && total > config_.sliding_window) m = m & (qidx - kidx < config_.sliding_window);
+  return m;
+}
+
+LlamaModel::ChunkMask LlamaModel::MaskFor(int64_t past, int64_t n) const {
+  // Every cached entry precedes the chunk; inside the chunk attention is causal.
+  const bool windowed = config_.sliding_window > 0 && past + n > config_.sliding_window;
+  if (windowed || (past > 0 && n > 1)) return ChunkMask{CausalMask(past, n), false};
+  return ChunkMask{std::nullopt, past == 0 && n > 1};
+}
+
 torch::Tensor LlamaModel::RmsNorm(const torch::Tensor& x, const torch::Tensor& w) const {
   // Same operation order as transformers' LlamaRMSNorm: normalize in float32, then scale.
   torch::Tensor xf = x.to(torch::kFloat32);
@@ -206,15 +224,21 @@ absl::StatusOr<ForwardOutput> LlamaModel::Forward(const torch::Tensor& tokens, c
     return absl::InvalidArgumentError(absl::StrCat("Forward: capture_queries ", options.capture_queries,
                                                    " must be in [0, ", n, "]"));
   }
-  for (int64_t l = 1; l < config_.num_layers; ++l) {
-    if (cache.length(l) != cache.length(0)) {
-      return absl::FailedPreconditionError("Forward: cache layers have different lengths");
+  if (options.capture_queries > 0 && !options.capture_rows.empty()) {
+    return absl::InvalidArgumentError("Forward: capture_queries and capture_rows are exclusive");
+  }
+  for (int64_t i : options.capture_rows) {
+    if (i < 0 || i >= n) {
+      return absl::InvalidArgumentError(absl::StrCat("Forward: capture_rows index ", i, " is outside the chunk of ", n));
     }
   }
-  const int64_t before = cache.length();
+  std::vector<int64_t> before(config_.num_layers);
+  for (int64_t l = 0; l < config_.num_layers; ++l) before[l] = cache.length(l);
   auto result = CatchTorch([&] { return ForwardImpl(ids, positions, cache, options); });
   // Never leave a half-appended chunk behind.
-  if (!result.ok()) cache.Truncate(before);
+  if (!result.ok()) {
+    for (int64_t l = 0; l < config_.num_layers; ++l) cache.TruncateLayer(l, before[l]);
+  }
   return result;
 }
 
@@ -224,28 +248,15 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
   const int64_t n = tokens.size(0);
   const int64_t H = config_.num_heads, Hkv = config_.num_kv_heads, D = config_.head_dim;
   const int64_t F = config_.intermediate_size;
-  const int64_t past = cache.length();
   torch::Tensor tok = tokens.to(device_);
   torch::Tensor pos = positions.to(device_, torch::kInt64);
   auto [cos, sin] = rope_->CosSin(pos, dtype_);
-
-  // Every cached entry precedes the chunk; inside the chunk attention is causal.
-  std::optional<torch::Tensor> mask;
-  bool is_causal = false;
-  const int64_t total = past + n;
-  bool windowed = config_.sliding_window > 0 && total > config_.sliding_window;
-  if (windowed || (past > 0 && n > 1)) {
-    auto iopt = torch::TensorOptions().dtype(torch::kInt64).device(device_);
-    torch::Tensor kidx = torch::arange(total, iopt).unsqueeze(0);
-    torch::Tensor qidx = (torch::arange(n, iopt) + past).unsqueeze(1);
-    torch::Tensor m = kidx <= qidx;
-    if (windowed) m = m & (qidx - kidx < config_.sliding_window);
-    mask = m;
-  } else if (past == 0 && n > 1) {
-    is_causal = true;
-  }
+  // Layers of a ragged cache differ in length; the masks of one length are built once.
+  std::map<int64_t, ChunkMask> masks;
 
   ForwardOutput out;
+  torch::Tensor rows;
+  if (!options.capture_rows.empty()) rows = torch::tensor(options.capture_rows, torch::kInt64).to(device_);
   torch::Tensor x = embed_.index_select(0, tok);  // [n, hidden]
   for (int64_t l = 0; l < config_.num_layers; ++l) {
     const Layer& L = layers_[l];
@@ -256,13 +267,27 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
     torch::Tensor v = qkv.narrow(1, (H + Hkv) * D, Hkv * D).view({n, Hkv, D}).transpose(0, 1);
     q = Rope::Apply(q, cos, sin);
     k = Rope::Apply(k, cos, sin);
+    const int64_t past = cache.length(l);
+    auto [it, fresh] = masks.try_emplace(past);
+    if (fresh) it->second = MaskFor(past, n);
+    const ChunkMask& cm = it->second;
     cache.Append(l, k, v, pos);
     torch::Tensor K = cache.Keys(l), V = cache.Values(l);  // [Hkv, past + n, D]
+    std::optional<torch::Tensor> mask = cm.mask;
+    bool is_causal = cm.is_causal;
+    if (torch::Tensor valid = cache.Valid(l); valid.defined()) {
+      // Padding of heads that keep fewer entries: hidden from that head's query group only.
+      torch::Tensor m = valid.repeat_interleave(H / Hkv, 0).unsqueeze(1);  // [H, 1, past + n]
+      mask = (mask ? m & *mask : is_causal ? m & CausalMask(past, n) : m).unsqueeze(0);
+      is_causal = false;
+    }
     torch::Tensor attn = at::scaled_dot_product_attention(q.unsqueeze(0), K.unsqueeze(0), V.unsqueeze(0), mask,
                                                           /*dropout_p=*/0.0, is_causal, /*scale=*/std::nullopt,
                                                           /*enable_gqa=*/H != Hkv);  // [1, H, n, D]
     if (options.capture_queries > 0) {
       out.queries.push_back(q.narrow(1, n - options.capture_queries, options.capture_queries).contiguous());
+    } else if (rows.defined()) {
+      out.queries.push_back(q.index_select(1, rows));
     }
     torch::Tensor o = attn.squeeze(0).transpose(0, 1).reshape({n, H * D});
     x = x + torch::mm(o, L.wo.t());

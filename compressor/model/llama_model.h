@@ -35,11 +35,13 @@ struct ForwardOptions {
   std::vector<int64_t> logits_for;
   // Capture post-RoPE queries of the last N positions of the chunk, per layer (0: none).
   int64_t capture_queries = 0;
+  // Or of these rows of the chunk ([R] int64, ascending, in 0..n-1), which copies only R rows per layer.
+  std::vector<int64_t> capture_rows;
 };
 
 struct ForwardOutput {
   torch::Tensor logits;                // [logits_for.size(), vocab] float32 (undefined when none asked)
-  std::vector<torch::Tensor> queries;  // per layer [num_heads, N, head_dim] in the model dtype
+  std::vector<torch::Tensor> queries;  // per layer [num_heads, N or R, head_dim] in the model dtype
 };
 
 class LlamaModel {
@@ -65,8 +67,9 @@ class LlamaModel {
   KvCache NewCache() const;
 
   // Runs `tokens` ([n] int64) at `positions` ([n] int64) after everything already in `cache`, appends
-  // their K/V to it, and returns what `options` asks for. INVALID_ARGUMENT for out-of-vocabulary ids or
-  // shape mismatches, RESOURCE_EXHAUSTED when the device runs out of memory.
+  // their K/V to it, and returns what `options` asks for. The cache may be ragged (kv_cache.h): each layer
+  // attends to its own entries, and padding is masked per KV head. INVALID_ARGUMENT for out-of-vocabulary
+  // ids or shape mismatches, RESOURCE_EXHAUSTED when the device runs out of memory.
   absl::StatusOr<ForwardOutput> Forward(const torch::Tensor& tokens, const torch::Tensor& positions,
                                         KvCache& cache, const ForwardOptions& options = {}) const;
 
@@ -84,7 +87,17 @@ class LlamaModel {
     torch::Tensor w_down;       // [hidden, ffn]
   };
 
+  // How a chunk of n tokens after `past` cached slots attends: an explicit [n, past + n] bool mask, or SDPA's
+  // causal flag, or nothing (one token sees everything).
+  struct ChunkMask {
+    std::optional<torch::Tensor> mask;
+    bool is_causal = false;
+  };
+
   LlamaModel() = default;
+  ChunkMask MaskFor(int64_t past, int64_t n) const;
+  // [n, past + n] bool: the cache, then causal inside the chunk (and the sliding window, if any).
+  torch::Tensor CausalMask(int64_t past, int64_t n) const;
   absl::StatusOr<ForwardOutput> ForwardImpl(const torch::Tensor& tokens, const torch::Tensor& positions,
                                             KvCache& cache, const ForwardOptions& options) const;
   torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& w) const;
