@@ -589,6 +589,20 @@ TEST_F(FileStoreTest, EvictsLeastRecentlyUsedFirst) {
   EXPECT_EQ(*store->Get(e), std::string(2500, 'E'));
 }
 
+TEST_F(FileStoreTest, TellsEachEvictionWithItsSize) {
+  std::vector<int64_t> evicted;
+  StoreOptions options;
+  options.capacity_bytes = 2000;
+  options.on_evict = [&](int64_t bytes) { evicted.push_back(bytes); };
+  auto store = FileStore::Open(dir_, options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_OK((*store)->Put(Id("0a", 1), std::string(700, 'a')));
+  ASSERT_OK((*store)->Put(Id("0b", 2), std::string(900, 'b')));
+  EXPECT_TRUE(evicted.empty());
+  ASSERT_OK((*store)->Put(Id("0c", 3), std::string(1500, 'c')));  // both older entries must go
+  EXPECT_EQ(evicted, (std::vector<int64_t>{700, 900}));
+}
+
 TEST_F(FileStoreTest, ValueLargerThanCapacityIsResourceExhausted) {
   auto store = OpenFile(1000);
   ASSERT_NE(store, nullptr);
