@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "service/auth.h"
+#include "service/store/cache_store.h"
 #include "service/store/redis_store.h"
 
 namespace kvc {
@@ -55,16 +56,6 @@ absl::Status CheckTokens(const ServerConfig& c, const std::vector<std::string>& 
   return absl::OkStatus();
 }
 
-// The store URI as it may be printed: a Redis password becomes "***".
-std::string MaskedStore(const std::string& uri) {
-  if (!absl::StartsWith(uri, "redis://")) return uri;
-  const size_t at = uri.rfind('@');
-  if (at == std::string::npos) return uri;
-  const size_t colon = uri.find(':', 8);
-  if (colon == std::string::npos || colon > at) return uri;
-  return absl::StrCat(uri.substr(0, colon + 1), "***", uri.substr(at));
-}
-
 bool HasVariable(const std::vector<std::string>& environment, absl::string_view name) {
   return std::any_of(environment.begin(), environment.end(),
                      [&](const std::string& e) { return absl::StartsWith(e, absl::StrCat(name, "=")); });
@@ -86,7 +77,7 @@ std::string Describe(const ServerConfig& c, const std::vector<std::string>& envi
   return absl::StrCat(
       "--roles ", absl::StrJoin(c.roles, ","), "\n",
       "--model ", or_default(c.model, "(the packaged SmolLM2-135M-Instruct)"), "\n",
-      "--store ", MaskedStore(c.store), "\n",
+      "--store ", StoreUriForDisplay(c.store), "\n",
       "--store-capacity-bytes ", c.store_capacity_bytes, "\n",
       "--listen ", c.listen, "\n",
       "--metrics-listen ", or_default(c.metrics_listen, "(off)"), "\n",

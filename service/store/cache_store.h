@@ -113,6 +113,10 @@ absl::Status ValidateCacheId(absl::string_view id);
 absl::StatusOr<std::unique_ptr<CacheStore>> OpenCacheStore(const std::string& uri,
                                                            const StoreOptions& options);
 
+// `uri` as it may be logged or printed: a password in a redis:// URI becomes "***"
+// (redis://:***@host:6379/0); anything else comes back as it is.
+std::string StoreUriForDisplay(const std::string& uri);
+
 }  // namespace kvc
 
 #endif  // KVC_SERVICE_STORE_CACHE_STORE_H_

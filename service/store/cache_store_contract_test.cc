@@ -428,6 +428,14 @@ TEST(OpenCacheStoreTest, RejectsUnknownAndMalformedUris) {
   EXPECT_THAT(std::string(ftp.message()), HasSubstr("\"ftp\""));
 }
 
+TEST(OpenCacheStoreTest, DisplayedUrisHideTheRedisPassword) {
+  EXPECT_EQ(StoreUriForDisplay("redis://:s3cret@kvc-redis:6379/0"), "redis://:***@kvc-redis:6379/0");
+  EXPECT_EQ(StoreUriForDisplay("redis://kvc:p%40ss@[::1]:7001/"), "redis://kvc:***@[::1]:7001/");
+  for (const char* unchanged : {"redis://cache.internal:6379/0", "redis://kvc@h:1/0", "file:///var/lib/kvc"}) {
+    EXPECT_EQ(StoreUriForDisplay(unchanged), unchanged);
+  }
+}
+
 TEST(OpenCacheStoreTest, ParsesRedisUris) {
   auto plain = ParseRedisUri("redis://cache.internal");
   ASSERT_TRUE(plain.ok()) << plain.status();
