@@ -104,7 +104,8 @@ def test_every_recording_rule_and_dashboard_panel_returns_series(paths, cache_by
             assert not first.cache_hit
             assert _compress(client, seed=1).cache_hit  # the same request again: a hit
             second = _compress(client, seed=2)  # no room for two: evicts the first
-            assert client.generate_text(second.cache_id, "Answer:", max_tokens=4, timeout=120).usage.generated_tokens > 0
+            answer = client.generate_text(second.cache_id, "Answer:", max_tokens=4, timeout=120)
+            assert answer.usage.generated_tokens > 0
             assert len(client.get_cache(second.cache_id)) == second.info.bytes
             with pytest.raises(grpc.RpcError) as absent:
                 client.generate_text("0" * 64, "Answer:", max_tokens=4, timeout=60)

@@ -15,6 +15,7 @@ import yaml
 from deploy_support import DEPLOY, EXTERNAL_SECRETS, OVERLAYS, objects, pod_specs, rendered, run, \
     server_containers, tool
 
+CRD_DIR = DEPLOY / "k8s" / "crd-schemas"
 CRD_SCHEMAS = {"ServiceMonitor": "servicemonitor", "PrometheusRule": "prometheusrule"}
 ROLE_SERVICES = {"compress": "kvc.v1.Compressor", "cache": "kvc.v1.CacheService", "generate": "kvc.v1.Generator"}
 
@@ -32,7 +33,8 @@ def test_objects_validate_against_the_kubernetes_schemas(overlay, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     core = [o for o in objects(overlay) if o["kind"] not in CRD_SCHEMAS]
     passed = re.findall(r"passed for resource (\S+)/(\S+)", result.stdout + result.stderr)
-    assert len(passed) == len(core), f"validated {passed}, rendered {[(o['kind'], o['metadata']['name']) for o in core]}"
+    rendered_names = [(o["kind"], o["metadata"]["name"]) for o in core]
+    assert len(passed) == len(core), f"validated {passed}, rendered {rendered_names}"
 
 
 def _strict(schema):
@@ -53,14 +55,14 @@ def test_crd_objects_validate_against_the_in_tree_crd_schemas(overlay):
         if obj["kind"] not in CRD_SCHEMAS:
             continue
         assert obj["apiVersion"] == "monitoring.coreos.com/v1"
-        schema = yaml.safe_load((DEPLOY / "k8s" / "crd-schemas" / f"{CRD_SCHEMAS[obj['kind']]}.schema.yaml").read_text())
+        schema = yaml.safe_load((CRD_DIR / f"{CRD_SCHEMAS[obj['kind']]}.schema.yaml").read_text())
         jsonschema.Draft202012Validator(_strict(schema)).validate(obj)
         found.add(obj["kind"])
     assert found == set(CRD_SCHEMAS)
 
 
 def test_the_strict_crd_check_refuses_an_unknown_field():
-    schema = yaml.safe_load((DEPLOY / "k8s" / "crd-schemas" / "servicemonitor.schema.yaml").read_text())
+    schema = yaml.safe_load((CRD_DIR / "servicemonitor.schema.yaml").read_text())
     monitor = next(o for o in objects("production") if o["kind"] == "ServiceMonitor")
     monitor["spec"]["endpoints"][0]["scrapeInterval"] = "15s"  # the field is `interval`
     with pytest.raises(jsonschema.ValidationError, match="scrapeInterval"):
@@ -195,7 +197,8 @@ def test_services_budgets_and_policies_select_pods(overlay):
 def test_workload_selectors_match_their_pod_templates(overlay):
     for obj in objects(overlay):
         if obj["kind"] in ("Deployment", "StatefulSet"):
-            assert _selects(obj["spec"]["selector"], obj["spec"]["template"]["metadata"]["labels"]), obj["metadata"]["name"]
+            pod_labels = obj["spec"]["template"]["metadata"]["labels"]
+            assert _selects(obj["spec"]["selector"], pod_labels), obj["metadata"]["name"]
 
 
 def test_production_runs_each_role_in_its_own_deployment_with_models_on_gpus():
@@ -208,7 +211,8 @@ def test_production_runs_each_role_in_its_own_deployment_with_models_on_gpus():
         assert container["resources"]["limits"]["nvidia.com/gpu"] == 1, name
         assert "--device=cuda" in container["args"], name
         assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"]), name
-    assert "nvidia.com/gpu" not in deployments["kvc-cache"]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    cache = deployments["kvc-cache"]["spec"]["template"]["spec"]["containers"][0]
+    assert "nvidia.com/gpu" not in cache["resources"]["limits"]
 
 
 def test_dev_is_one_pod_with_every_role_on_a_file_store():
