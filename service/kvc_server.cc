@@ -18,19 +18,19 @@
 #include "service/compress_request.h"
 #include "service/compressor_service.h"
 #include "service/generator_service.h"
+#include "service/metered_store.h"
 #include "service/metrics.h"
 #include "service/model_runtime.h"
 #include "service/pause_points.h"
 #include "service/request_interceptor.h"
 #include "service/role_gate.h"
 #include "service/scheduler.h"
+#include "service/scheduler_metrics.h"
 #include "service/store/cache_store.h"
 #include "service/tls.h"
 
 namespace kvc {
 namespace {
-
-constexpr char kAuthTokensEnv[] = "KVC_AUTH_TOKENS";
 
 // The bearer tokens the configuration asks for: the token file, else KVC_AUTH_TOKENS, else none (an open
 // server). A set but empty variable is a mistake worth failing on rather than silently opening the server.
@@ -39,7 +39,7 @@ absl::StatusOr<std::shared_ptr<const BearerTokens>> LoadTokens(const ServerConfi
     KVC_ASSIGN_OR_RETURN(auto tokens, BearerTokens::FromFile(config.auth_token_file));
     return std::shared_ptr<const BearerTokens>(std::move(tokens));
   }
-  auto tokens = BearerTokens::FromEnv(kAuthTokensEnv);
+  auto tokens = BearerTokens::FromEnv(kAuthTokensVariable);
   if (absl::IsNotFound(tokens.status())) return std::shared_ptr<const BearerTokens>();
   KVC_RETURN_IF_ERROR(tokens.status());
   return std::shared_ptr<const BearerTokens>(*std::move(tokens));
@@ -49,7 +49,12 @@ absl::StatusOr<std::shared_ptr<const BearerTokens>> LoadTokens(const ServerConfi
 
 KvcServer::KvcServer(const ServerConfig& config, Log* log) : config_(config), log_(log) {}
 
-KvcServer::~KvcServer() { Shutdown(); }
+KvcServer::~KvcServer() {
+  Shutdown();
+  // The exposer's thread reads the scheduler (scheduler_metrics_) on each scrape, and members go in the
+  // reverse order of their declaration, the scheduler before the exposer: stop the exposer first.
+  exposer_.reset();
+}
 
 bool KvcServer::HasRole(const std::string& role) const {
   return std::find(config_.roles.begin(), config_.roles.end(), role) != config_.roles.end();
@@ -78,7 +83,13 @@ absl::Status KvcServer::Init() {
 
   StoreOptions store_options;
   store_options.capacity_bytes = config_.store_capacity_bytes;
-  KVC_ASSIGN_OR_RETURN(store_, OpenCacheStore(config_.store, store_options));
+  // The store knows nothing of metrics; it tells each eviction, and the server counts it. Only the file
+  // store evicts (Redis evicts inside Redis), and it may already do so while it opens, past a capacity that
+  // shrank since the last run: hence the fixed label.
+  store_options.on_evict = [metrics = metrics_.get()](int64_t bytes) { metrics->RecordEviction("file", bytes); };
+  KVC_ASSIGN_OR_RETURN(std::unique_ptr<CacheStore> store, OpenCacheStore(config_.store, store_options));
+  metrics_->InitEvictions(store->backend());
+  store_ = std::make_unique<MeteredStore>(std::move(store), metrics_.get());
 
   const bool model_roles = HasRole("compress") || HasRole("generate");
   if (model_roles) {
@@ -86,6 +97,10 @@ absl::Status KvcServer::Init() {
     scheduler_options.name = config_.device;
     scheduler_options.max_queue_tokens = config_.max_queue_tokens;
     KVC_ASSIGN_OR_RETURN(scheduler_, Scheduler::Create(scheduler_options));
+    if (exposer_ != nullptr) {
+      scheduler_metrics_ = std::make_shared<SchedulerCollector>(scheduler_.get(), config_.max_queue_tokens);
+      exposer_->RegisterCollectable(scheduler_metrics_);
+    }
   }
 
   KVC_ASSIGN_OR_RETURN(std::shared_ptr<const BearerTokens> tokens, LoadTokens(config_));
@@ -129,7 +144,7 @@ absl::Status KvcServer::Init() {
   log_->Info("listening", {{"address", config_.listen},
                            {"port", port_},
                            {"roles", absl::StrJoin(config_.roles, ",")},
-                           {"store", config_.store},
+                           {"store", StoreUriForDisplay(config_.store)},
                            {"metrics_port", metrics_port_},
                            {"tls", !config_.tls_cert.empty()},
                            {"mutual_tls", !config_.tls_client_ca.empty()},

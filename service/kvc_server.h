@@ -41,6 +41,7 @@ class GeneratorServiceImpl;
 class ModelRuntime;
 class PausePoints;
 class Scheduler;
+class SchedulerCollector;
 class ServiceMetrics;
 
 // Health service names of the roles.
@@ -86,6 +87,7 @@ class KvcServer {
   std::unique_ptr<PausePoints> pause_points_;  // test hook; null unless --test-pause-dir; outlives the roles
   std::unique_ptr<CacheStore> store_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::shared_ptr<SchedulerCollector> scheduler_metrics_;  // registered with exposer_; reads scheduler_
   std::unique_ptr<CacheServiceImpl> cache_service_;
   std::unique_ptr<CompressorGate> compressor_gate_;
   std::unique_ptr<GeneratorGate> generator_gate_;

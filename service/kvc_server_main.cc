@@ -1,17 +1,23 @@
 // kvc-server: parses the configuration, starts the server, loads the model in the background, and on
 // SIGTERM or SIGINT drains in-flight calls (up to --drain-seconds) and exits 0. Exits 1 when the server
-// cannot start or the model cannot be loaded, and 2 for a bad flag.
+// cannot start or the model cannot be loaded, and 2 for a bad flag. With --check-config it only checks the
+// configuration (config_check.h) and exits 0 or 2.
 #include <pthread.h>
 #include <signal.h>
 
 #include <cstdio>
 #include <iostream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "service/config_check.h"
 #include "service/kvc_server.h"
 #include "service/logging.h"
 #include "service/server_config.h"
+
+extern char** environ;
 
 namespace {
 
@@ -37,6 +43,17 @@ int main(int argc, char** argv) {
   }
   if (parsed->help) {
     std::cout << parsed->text;
+    return 0;
+  }
+  if (parsed->check_config) {
+    std::vector<std::string> environment;
+    for (char** e = environ; *e != nullptr; ++e) environment.emplace_back(*e);
+    absl::StatusOr<std::string> settings = kvc::CheckServerConfig(*parsed, environment);
+    if (!settings.ok()) {
+      std::cerr << "kvc-server: configuration error: " << settings.status().message() << "\n";
+      return 2;
+    }
+    std::cout << "kvc-server: configuration ok\n" << *settings;
     return 0;
   }
   const sigset_t signals = BlockShutdownSignals();

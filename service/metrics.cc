@@ -25,6 +25,7 @@ ServiceMetrics::ServiceMetrics(prometheus::Registry& r)
                           .Help("Time a model job waited for its device")
                           .Register(r)
                           .Add({}, SecondsBuckets())),
+      phase_seconds_(prometheus::BuildHistogram().Name("kvc_phase_seconds").Help("Time spent in one phase of a call's model work").Register(r)),
       prefill_tokens_(&prometheus::BuildCounter().Name("kvc_prefill_tokens_total").Help("Context tokens prefilled for compression").Register(r).Add({})),
       kept_tokens_(&prometheus::BuildCounter().Name("kvc_kept_tokens_total").Help("Context tokens kept after compression (per head)").Register(r).Add({})),
       compression_ratio_(&prometheus::BuildHistogram()
@@ -36,6 +37,9 @@ ServiceMetrics::ServiceMetrics(prometheus::Registry& r)
       cache_misses_(&prometheus::BuildCounter().Name("kvc_cache_misses_total").Help("Compress requests that had to compute").Register(r).Add({})),
       store_bytes_(prometheus::BuildCounter().Name("kvc_store_bytes").Help("Bytes moved to or from the cache store, by operation").Register(r)),
       store_seconds_(prometheus::BuildHistogram().Name("kvc_store_seconds").Help("Cache store call latency by operation and backend").Register(r)),
+      store_errors_(prometheus::BuildCounter().Name("kvc_store_errors_total").Help("Cache store calls that failed in the store, by operation and backend").Register(r)),
+      store_evictions_(prometheus::BuildCounter().Name("kvc_store_evictions_total").Help("Entries the store evicted to stay under its capacity").Register(r)),
+      store_evicted_bytes_(prometheus::BuildCounter().Name("kvc_store_evicted_bytes_total").Help("Bytes of the entries the store evicted").Register(r)),
       inflight_(&prometheus::BuildGauge().Name("kvc_inflight_requests").Help("RPCs being served").Register(r).Add({})),
       generated_tokens_(&prometheus::BuildCounter().Name("kvc_generated_tokens_total").Help("Tokens decoded by Generate").Register(r).Add({})),
       ttft_(&prometheus::BuildHistogram()
@@ -53,6 +57,10 @@ void ServiceMetrics::RecordRequest(const std::string& rpc, const std::string& co
 
 void ServiceMetrics::RecordQueueSeconds(double seconds) { queue_seconds_->Observe(seconds); }
 
+void ServiceMetrics::RecordPhase(const std::string& work, const std::string& phase, double seconds) {
+  phase_seconds_.Add({{"work", work}, {"phase", phase}}, SecondsBuckets()).Observe(seconds);
+}
+
 void ServiceMetrics::RecordCompression(int64_t prefill_tokens, int64_t kept_tokens) {
   prefill_tokens_->Increment(static_cast<double>(prefill_tokens));
   kept_tokens_->Increment(static_cast<double>(kept_tokens));
@@ -69,6 +77,24 @@ void ServiceMetrics::RecordStore(const std::string& op, const std::string& backe
 void ServiceMetrics::RecordGeneration(int64_t generated_tokens, double time_to_first_token_seconds) {
   generated_tokens_->Increment(static_cast<double>(generated_tokens));
   ttft_->Observe(time_to_first_token_seconds);
+}
+
+void ServiceMetrics::RecordStoreError(const std::string& op, const std::string& backend) {
+  store_errors_.Add({{"op", op}, {"backend", backend}}).Increment();
+}
+
+void ServiceMetrics::InitStoreErrors(const std::string& op, const std::string& backend) {
+  store_errors_.Add({{"op", op}, {"backend", backend}});  // Add creates the series at 0 or returns it as it is
+}
+
+void ServiceMetrics::RecordEviction(const std::string& backend, int64_t bytes) {
+  store_evictions_.Add({{"backend", backend}}).Increment();
+  store_evicted_bytes_.Add({{"backend", backend}}).Increment(static_cast<double>(bytes));
+}
+
+void ServiceMetrics::InitEvictions(const std::string& backend) {
+  store_evictions_.Add({{"backend", backend}});
+  store_evicted_bytes_.Add({{"backend", backend}});
 }
 
 void ServiceMetrics::SetDeviceMemoryBytes(double bytes) { device_memory_->Set(bytes); }

@@ -43,11 +43,17 @@ TEST(MetricsTest, RecordsEveryDesignMetric) {
   m.RecordRequest("Compress", "OK", 0.2);
   m.RecordRequest("Compress", "INVALID_ARGUMENT", 0.001);
   m.RecordQueueSeconds(0.05);
+  m.RecordPhase("compress", "prefill", 0.15);
   m.RecordCompression(4000, 500);
   m.RecordCacheLookup(true);
   m.RecordCacheLookup(false);
   m.RecordCacheLookup(false);
   m.RecordStore("put", "file", 1000, 0.01);
+  m.InitStoreErrors("get", "file");
+  m.InitStoreErrors("put", "redis");
+  m.RecordStoreError("put", "redis");
+  m.InitEvictions("file");
+  m.RecordEviction("file", 700);
   m.RecordGeneration(32, 0.3);
   m.SetDeviceMemoryBytes(1e9);
   m.SetModelInfo("SmolLM2", "ab12", "cpu", "float32");
@@ -61,6 +67,7 @@ TEST(MetricsTest, RecordsEveryDesignMetric) {
            "kvc_requests_total{code=\"INVALID_ARGUMENT\",rpc=\"Compress\"} 1",
            "kvc_request_seconds_count{rpc=\"Compress\"} 2",
            "kvc_queue_seconds_count 1",
+           "kvc_phase_seconds_count{phase=\"prefill\",work=\"compress\"} 1",
            "kvc_prefill_tokens_total 4000",
            "kvc_kept_tokens_total 500",
            "kvc_compression_ratio_sum 8",
@@ -68,6 +75,10 @@ TEST(MetricsTest, RecordsEveryDesignMetric) {
            "kvc_cache_misses_total 2",
            "kvc_store_bytes{op=\"put\"} 1000",
            "kvc_store_seconds_count{backend=\"file\",op=\"put\"} 1",
+           "kvc_store_errors_total{backend=\"file\",op=\"get\"} 0",
+           "kvc_store_errors_total{backend=\"redis\",op=\"put\"} 1",
+           "kvc_store_evictions_total{backend=\"file\"} 1",
+           "kvc_store_evicted_bytes_total{backend=\"file\"} 700",
            "kvc_inflight_requests 0",
            "kvc_generated_tokens_total 32",
            "kvc_time_to_first_token_seconds_count 1",

@@ -89,6 +89,11 @@ absl::StatusOr<ParsedServerConfig> ParseServerConfig(int argc, const char* const
   app.set_help_flag();  // handled below, so that parsing never exits the process
   bool help = false;
   app.add_flag("-h,--help", help, "Print this manual and exit");
+  app.add_flag("--check-config", out.check_config,
+               "Check the configuration (these flags and the KVC_* environment) and exit without serving: "
+               "prints the effective settings and exits 0, or names the first problem and exits 2. Opens no "
+               "port, file, model or store, so it runs anywhere the binary does (e.g. in CI against a "
+               "deployment's manifests)");
   std::string roles = absl::StrJoin(c.roles, ",");
   app.add_option("--roles", roles, "Comma-separated roles to serve: compress, cache, generate")
       ->envname("KVC_ROLES")->capture_default_str();
@@ -136,6 +141,10 @@ absl::StatusOr<ParsedServerConfig> ParseServerConfig(int argc, const char* const
   out.text = app.help();
   out.help = help;
   if (help) return out;
+  for (const CLI::Option* option : app.get_options()) {
+    if (!option->get_envname().empty()) out.environment_variables.push_back(option->get_envname());
+  }
+  out.environment_variables.push_back(kAuthTokensVariable);
   c.roles.clear();
   for (absl::string_view r : absl::StrSplit(roles, ',', absl::SkipEmpty())) c.roles.emplace_back(r);
   if (absl::Status s = Validate(c); !s.ok()) return s;

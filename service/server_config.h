@@ -34,10 +34,17 @@ struct ServerConfig {
   std::string test_pause_dir;
 };
 
+// Bearer tokens, comma-separated; read by the server when --auth-token-file is absent.
+inline constexpr char kAuthTokensVariable[] = "KVC_AUTH_TOKENS";
+
 struct ParsedServerConfig {
   ServerConfig config;
-  bool help = false;  // --help was given: print `text` and exit 0
-  std::string text;   // the manual (for --help)
+  bool help = false;          // --help was given: print `text` and exit 0
+  bool check_config = false;  // --check-config was given: check the configuration (config_check.h) and exit
+  std::string text;           // the manual (for --help)
+  // Every KVC_* variable the server reads, so that a check can name the ones in an environment that it
+  // would ignore (a misspelt variable is otherwise silently a default).
+  std::vector<std::string> environment_variables;
 };
 
 // argv as main receives it. INVALID_ARGUMENT naming the flag for a bad or unknown flag or value.

@@ -43,6 +43,14 @@ absl::Status ValidateCacheId(absl::string_view id) {
                                                  shown, "\" (", id.size(), " bytes)"));
 }
 
+std::string StoreUriForDisplay(const std::string& uri) {
+  if (!absl::StartsWith(uri, "redis://")) return uri;
+  const size_t at = uri.rfind('@');
+  const size_t colon = uri.find(':', 8);  // after "redis://": the user's end, where a password starts
+  if (at == std::string::npos || colon == std::string::npos || colon > at) return uri;
+  return absl::StrCat(uri.substr(0, colon + 1), "***", uri.substr(at));
+}
+
 absl::StatusOr<std::unique_ptr<CacheStore>> OpenCacheStore(const std::string& uri,
                                                            const StoreOptions& options) {
   if (uri.empty()) return absl::InvalidArgumentError("cache store URI is empty");

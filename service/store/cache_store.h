@@ -19,6 +19,7 @@
 #define KVC_SERVICE_STORE_CACHE_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,6 +46,9 @@ struct ListPage {
 struct StoreOptions {
   // file: total bytes of values kept; least recently used entries are evicted past it. 0 = unlimited.
   int64_t capacity_bytes = 0;
+  // file: called with each evicted entry's size, under the store's lock (keep it short; it must not call
+  // the store). Empty: nothing is told. Lets the server count evictions without the store knowing metrics.
+  std::function<void(int64_t bytes)> on_evict;
   // redis: every key of an entry expires this long after its Put (a Get does not extend it). 0 = never.
   absl::Duration ttl = absl::ZeroDuration();
   // redis: values are stored in parts of at most this many bytes under one manifest key.
@@ -108,6 +112,10 @@ absl::Status ValidateCacheId(absl::string_view id);
 // is already open in another store object.
 absl::StatusOr<std::unique_ptr<CacheStore>> OpenCacheStore(const std::string& uri,
                                                            const StoreOptions& options);
+
+// `uri` as it may be logged or printed: a password in a redis:// URI becomes "***"
+// (redis://:***@host:6379/0); anything else comes back as it is.
+std::string StoreUriForDisplay(const std::string& uri);
 
 }  // namespace kvc
 

@@ -428,6 +428,14 @@ TEST(OpenCacheStoreTest, RejectsUnknownAndMalformedUris) {
   EXPECT_THAT(std::string(ftp.message()), HasSubstr("\"ftp\""));
 }
 
+TEST(OpenCacheStoreTest, DisplayedUrisHideTheRedisPassword) {
+  EXPECT_EQ(StoreUriForDisplay("redis://:s3cret@kvc-redis:6379/0"), "redis://:***@kvc-redis:6379/0");
+  EXPECT_EQ(StoreUriForDisplay("redis://kvc:p%40ss@[::1]:7001/"), "redis://kvc:***@[::1]:7001/");
+  for (const char* unchanged : {"redis://cache.internal:6379/0", "redis://kvc@h:1/0", "file:///var/lib/kvc"}) {
+    EXPECT_EQ(StoreUriForDisplay(unchanged), unchanged);
+  }
+}
+
 TEST(OpenCacheStoreTest, ParsesRedisUris) {
   auto plain = ParseRedisUri("redis://cache.internal");
   ASSERT_TRUE(plain.ok()) << plain.status();
@@ -587,6 +595,20 @@ TEST_F(FileStoreTest, EvictsLeastRecentlyUsedFirst) {
   ASSERT_OK(store->Put(e, std::string(2500, 'E')));
   EXPECT_EQ(store->used_bytes(), 2500);
   EXPECT_EQ(*store->Get(e), std::string(2500, 'E'));
+}
+
+TEST_F(FileStoreTest, TellsEachEvictionWithItsSize) {
+  std::vector<int64_t> evicted;
+  StoreOptions options;
+  options.capacity_bytes = 2000;
+  options.on_evict = [&](int64_t bytes) { evicted.push_back(bytes); };
+  auto store = FileStore::Open(dir_, options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_OK((*store)->Put(Id("0a", 1), std::string(700, 'a')));
+  ASSERT_OK((*store)->Put(Id("0b", 2), std::string(900, 'b')));
+  EXPECT_TRUE(evicted.empty());
+  ASSERT_OK((*store)->Put(Id("0c", 3), std::string(1500, 'c')));  // both older entries must go
+  EXPECT_EQ(evicted, (std::vector<int64_t>{700, 900}));
 }
 
 TEST_F(FileStoreTest, ValueLargerThanCapacityIsResourceExhausted) {

@@ -124,7 +124,7 @@ absl::StatusOr<std::unique_ptr<FileStore>> FileStore::Open(const std::string& ro
     }
     return ErrnoStatus(err, "cannot lock", lock_path);
   }
-  std::unique_ptr<FileStore> store(new FileStore(dir, lock_fd, options.capacity_bytes));
+  std::unique_ptr<FileStore> store(new FileStore(dir, lock_fd, options.capacity_bytes, options.on_evict));
   KVC_RETURN_IF_ERROR(store->Scan());
   {
     // The capacity may have shrunk since the last run.
@@ -134,8 +134,9 @@ absl::StatusOr<std::unique_ptr<FileStore>> FileStore::Open(const std::string& ro
   return store;
 }
 
-FileStore::FileStore(std::string root, int lock_fd, int64_t capacity_bytes)
-    : root_(std::move(root)), lock_fd_(lock_fd), capacity_bytes_(capacity_bytes) {}
+FileStore::FileStore(std::string root, int lock_fd, int64_t capacity_bytes,
+                     std::function<void(int64_t)> on_evict)
+    : root_(std::move(root)), lock_fd_(lock_fd), capacity_bytes_(capacity_bytes), on_evict_(std::move(on_evict)) {}
 
 FileStore::~FileStore() { ::close(lock_fd_); }
 
@@ -260,8 +261,10 @@ void FileStore::EvictFor(int64_t incoming, const std::string& keep) {
     const std::string* id = *victim;
     ++victim;
     if (*id == keep) continue;
+    auto it = entries_.find(*id);
+    const int64_t size = it->second.size_bytes;
     // An entry that cannot be unlinked stays indexed (it is still on disk); the next Put tries again.
-    Remove(entries_.find(*id)).IgnoreError();
+    if (Remove(it).ok() && on_evict_) on_evict_(size);
   }
 }
 

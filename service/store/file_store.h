@@ -28,6 +28,7 @@
 #define KVC_SERVICE_STORE_FILE_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -73,7 +74,7 @@ class FileStore final : public CacheStore {
     std::list<const std::string*>::iterator lru;  // points at this entry's key in entries_
   };
 
-  FileStore(std::string root, int lock_fd, int64_t capacity_bytes);
+  FileStore(std::string root, int lock_fd, int64_t capacity_bytes, std::function<void(int64_t)> on_evict);
 
   absl::Status Scan();
   std::string ShardDir(const std::string& id) const;
@@ -90,6 +91,7 @@ class FileStore final : public CacheStore {
   const std::string root_;
   const int lock_fd_;
   const int64_t capacity_bytes_;
+  const std::function<void(int64_t)> on_evict_;  // may be empty
 
   absl::Mutex mu_;
   std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
