@@ -21,6 +21,14 @@
 // 3. One selection. selection=shared sums the scores of every layer and head and keeps the same tokens in
 //    all of them, so the cache reads as one excerpt of the document; layer keeps one set per layer, kv_head
 //    one per KV head and layer (Finch's default).
+// 4. Budgets by head and layer. head_budget=adaptive (selection=kv_head; AdaKV): the heads of a layer share
+//    heads * k entries, each first getting head_floor% of k, the rest going to the best remaining entries of
+//    any head by span score. layer_budget=pyramid (PyramidKV): layer l's budget falls linearly from
+//    (200 - pyramid_last)% of k to pyramid_last% over the layers; under selection=shared layer l keeps the
+//    top of the one ranking. Both leave a ragged cache (kv_cache.h). In the loop every layer keeps as many
+//    slots as the largest budget, padding the rest, so that each chunk lands at the same slots (and rotary
+//    positions) in every layer; at the end each head's entries move to its first slots and a layer keeps
+//    only as many slots as its fullest head.
 // Protection: the protected prefix and the first `sinks` context tokens are always kept; with a ratio the
 // prefix is outside it (kept = prefix + (C - prefix) / ratio), so a long system prompt does not starve the
 // document at high ratios; prefix_in_budget=true counts it as the other methods do (kept = C / ratio).
