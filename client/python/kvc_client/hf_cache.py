@@ -48,8 +48,9 @@ def load_cache(data, *, device="cpu", dtype=None, expected_fingerprint: str | No
     model is refused with ValueError.
 
     Raises KvcFormatError (a ValueError) for a malformed or corrupted file, and NotImplementedError for a
-    valid file whose heads of one layer hold different numbers of entries (a DynamicCache keeps one length
-    per layer).
+    valid file whose heads or layers hold different numbers of entries (head- or layer-adaptive budgets):
+    a DynamicCache keeps one length per layer, and generate_greedy's attention mask assumes one length for
+    all layers. kvc's Generate decodes such caches.
     """
     import torch
     from transformers import DynamicCache
@@ -62,6 +63,10 @@ def load_cache(data, *, device="cpu", dtype=None, expected_fingerprint: str | No
         if len(set(lengths)) != 1:
             raise NotImplementedError(f".kvc: layer {layer} holds heads of different lengths {lengths}; "
                                       "a DynamicCache needs one length per layer")
+        if lengths[0] != h.lengths[0][0]:
+            raise NotImplementedError(f".kvc: layer {layer} holds {lengths[0]} entries per head and layer 0 "
+                                      f"{h.lengths[0][0]}; layers of different lengths are decoded by kvc's "
+                                      "Generate, not in transformers")
     out_dtype = _torch_dtype(torch, dtype)
     if out_dtype is None:
         out_dtype = {"f32": torch.float32, "int8": torch.float32, "bf16": torch.bfloat16,

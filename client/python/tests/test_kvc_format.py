@@ -82,6 +82,21 @@ def test_load_cache_refuses_heads_of_different_lengths(dtype, codec):
         load_cache(golden(dtype, codec))
 
 
+def test_load_cache_refuses_layers_of_different_lengths(monkeypatch):
+    from kvc_client import hf_cache
+
+    class Header:
+        fingerprint = "ab"
+        lengths = [[3, 3], [2, 2]]
+
+    class File:
+        header = Header()
+
+    monkeypatch.setattr(hf_cache, "read_kvc", lambda data: File())
+    with pytest.raises(NotImplementedError, match="layer 1 holds 2 entries per head and layer 0 3"):
+        hf_cache.load_cache(b"")
+
+
 def section_table(data):
     h, sections = read_header(data)
     return sections
