@@ -46,7 +46,9 @@ absl::StatusOr<KvCache> ComposeImpl(const std::vector<ComposePart>& parts, const
   int64_t longest = 0;
   for (int64_t l = 0; l < shape.num_layers; ++l) {
     std::vector<torch::Tensor> keys, values, positions, valid;
+    // A mask only when some part of this layer has padding, so dense compositions allocate nothing extra.
     bool padded = false;
+    for (const ComposePart& part : parts) padded = padded || part.cache->Valid(l).defined();
     int64_t base = 0;
     for (const ComposePart& part : parts) {
       const KvCache* c = part.cache;
@@ -63,11 +65,12 @@ absl::StatusOr<KvCache> ComposeImpl(const std::vector<ComposePart>& parts, const
       keys.push_back(in_place ? k : RerotateKeys(k, from, to, rope));
       values.push_back(c->Values(l).narrow(1, skip, len));
       positions.push_back(c->Positions(l).narrow(1, skip, len));
-      torch::Tensor v = c->Valid(l);
-      padded = padded || v.defined();
-      valid.push_back(v.defined() ? v.narrow(1, skip, len)
-                                  : torch::ones({shape.kv_heads, len},
-                                                torch::TensorOptions().dtype(torch::kBool).device(shape.device)));
+      if (padded) {
+        torch::Tensor v = c->Valid(l);
+        valid.push_back(v.defined() ? v.narrow(1, skip, len)
+                                    : torch::ones({shape.kv_heads, len},
+                                                  torch::TensorOptions().dtype(torch::kBool).device(shape.device)));
+      }
       base += len;
     }
     // A ragged part keeps its padding in place: every slot keeps its index, so the re-rotation above holds.
