@@ -37,6 +37,7 @@ std::string CanonicalSpecJson(const CacheIdInput& in) {
                          {"dtype", KvcDtypeName(in.dtype)},
                          {"compute_dtype", in.compute_dtype},
                          {"codec", KvcCodecName(in.codec)}};
+  if (in.weights != "float") spec["weights"] = in.weights;
   if (in.ratio) spec["ratio"] = *in.ratio;
   if (in.target_tokens) spec["target_tokens"] = *in.target_tokens;
   return spec.dump();  // nlohmann objects sort their keys

@@ -219,6 +219,7 @@ CacheIdInput CacheIdBase(const ModelRuntime& runtime, const CompressionSpec& spe
   in.dtype = dtype;
   in.codec = codec;
   in.compute_dtype = runtime.dtype();
+  in.weights = runtime.weights();
   return in;
 }
 

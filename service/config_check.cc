@@ -83,6 +83,7 @@ std::string Describe(const ServerConfig& c, const std::vector<std::string>& envi
       "--metrics-listen ", or_default(c.metrics_listen, "(off)"), "\n",
       "--device ", c.device, "\n",
       "--dtype ", or_default(c.dtype, "(float32 on CPU, bfloat16 on CUDA)"), "\n",
+      "--weights ", c.weights, "\n",
       "--threads ", c.threads, "\n",
       "--max-queue-tokens ", c.max_queue_tokens, "\n",
       "--max-context-tokens ", c.max_context_tokens, "\n",

@@ -164,6 +164,7 @@ absl::Status KvcServer::LoadModel() {
   options.device = config_.device;
   options.dtype = config_.dtype.empty() ? "auto" : config_.dtype;
   options.num_threads = config_.threads;
+  options.weights = config_.weights;
   absl::StatusOr<std::unique_ptr<ModelRuntime>> runtime = ModelRuntime::Load(options);
   if (!runtime.ok()) {
     log_->Error("model load failed", {{"error", runtime.status().ToString()}});

@@ -37,6 +37,7 @@ absl::StatusOr<std::unique_ptr<ModelRuntime>> ModelRuntime::Load(const ModelRunt
   if (!fs::exists(path, ec)) return absl::NotFoundError(absl::StrCat("model: ", path, " does not exist"));
   // Cheap option checks before the (slow) weight load.
   KVC_ASSIGN_OR_RETURN(std::optional<torch::ScalarType> dtype, ParseModelDtype(options.dtype));
+  KVC_ASSIGN_OR_RETURN(WeightFormat weights, ParseWeightFormat(options.weights));
   std::optional<ChatFormat> forced_format;
   if (options.chat_format != "auto" && !options.chat_format.empty()) {
     KVC_ASSIGN_OR_RETURN(forced_format, ParseChatFormat(options.chat_format));
@@ -49,6 +50,7 @@ absl::StatusOr<std::unique_ptr<ModelRuntime>> ModelRuntime::Load(const ModelRunt
   model_options.device = options.device.empty() ? "cpu" : options.device;
   model_options.dtype = dtype;
   model_options.num_threads = options.num_threads;
+  model_options.weights = weights;
   KVC_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, LoadTokenizer(TokenizerPath(path)));
   KVC_ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LlamaModel::Load(path, model_options));
   const ChatFormat format = forced_format.value_or(DetectChatFormat(tokenizer->chat_template()));

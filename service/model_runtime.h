@@ -26,6 +26,7 @@ struct ModelRuntimeOptions {
   std::string path;            // a .gguf file, or what LlamaModel::Load accepts; empty: DefaultModelPath()
   std::string device = "cpu";  // "cpu", "cuda", "cuda:N"
   std::string dtype = "auto";  // "auto", "float32", "bfloat16", "float16"
+  std::string weights = "float";  // "float" or "q4" (CPU only; compressor/model/linear_weight.h)
   int num_threads = 0;         // CPU intra-op threads; 0 keeps LibTorch's default
   std::string chat_format = "auto";  // "auto" (from the model's template), "chatml", "llama3", "llama2", "raw"
 };
@@ -47,6 +48,7 @@ class ModelRuntime {
   const std::string& fingerprint() const { return model_->fingerprint(); }
   std::string device() const;  // e.g. "cpu", "cuda:0"
   std::string dtype() const;   // "float32", "bfloat16", "float16"
+  std::string weights() const { return WeightFormatName(model_->weights()); }  // "float", "q4"
 
   // OK when `requested` is unset or names the loaded model (its name, or its fingerprint in any case);
   // else FAILED_PRECONDITION saying both.

@@ -58,6 +58,12 @@ absl::Status Validate(const ServerConfig& c) {
   if (absl::Status s = Check(device, "--device", "expected cpu, cuda or cuda:N"); !s.ok()) return s;
   const bool dtype = c.dtype.empty() || c.dtype == "float32" || c.dtype == "bfloat16" || c.dtype == "float16";
   if (absl::Status s = Check(dtype, "--dtype", "expected float32, bfloat16 or float16"); !s.ok()) return s;
+  if (absl::Status s = Check(c.weights == "float" || c.weights == "q4", "--weights", "expected float or q4"); !s.ok()) return s;
+  if (absl::Status s = Check(c.weights != "q4" || c.device == "cpu", "--weights",
+                             "q4 runs on CPU only; use float with --device cuda");
+      !s.ok()) {
+    return s;
+  }
   if (absl::Status s = Check(c.threads >= 0, "--threads", "must be >= 0"); !s.ok()) return s;
   if (absl::Status s = Check(c.max_queue_tokens >= 1, "--max-queue-tokens", "must be >= 1"); !s.ok()) return s;
   if (absl::Status s = Check(c.max_context_tokens >= 1, "--max-context-tokens", "must be >= 1"); !s.ok()) return s;
@@ -110,6 +116,10 @@ absl::StatusOr<ParsedServerConfig> ParseServerConfig(int argc, const char* const
   app.add_option("--device", c.device, "cpu, cuda or cuda:N")->envname("KVC_DEVICE")->capture_default_str();
   app.add_option("--dtype", c.dtype, "Model dtype: float32, bfloat16 or float16 (float16 on CUDA only; "
                                      "default: float32 on CPU, bfloat16 on CUDA)")->envname("KVC_DTYPE");
+  app.add_option("--weights", c.weights,
+                 "How linear layers keep their weights: float (the model dtype) or q4 (4-bit groups, CPU only; "
+                 "decodes several times faster, logits within bfloat16 rounding)")
+      ->envname("KVC_WEIGHTS")->capture_default_str();
   app.add_option("--threads", c.threads, "CPU intra-op threads (0: LibTorch's default)")
       ->envname("KVC_THREADS")->capture_default_str();
   app.add_option("--max-queue-tokens", c.max_queue_tokens,

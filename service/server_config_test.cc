@@ -41,7 +41,7 @@ TEST(ServerConfigTest, HelpReadsLikeAManual) {
   auto p = Parse({"--help"});
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_TRUE(p->help);
-  for (const char* s : {"--roles", "--model", "--store", "--listen", "--metrics-listen", "--device", "--dtype",
+  for (const char* s : {"--roles", "--model", "--store", "--listen", "--metrics-listen", "--device", "--dtype", "--weights",
                         "--max-queue-tokens", "--max-context-tokens", "--tls-cert", "--tls-key", "--tls-client-ca", "--auth-token-file",
                         "--log-format", "KVC_STORE", "SIGTERM", "SmolLM2"}) {
     EXPECT_TRUE(absl::StrContains(p->text, s)) << s;
@@ -56,6 +56,8 @@ TEST(ServerConfigTest, BadValuesNameTheirFlag) {
       {{"--metrics-listen", "localhost:http"}, "--metrics-listen"},
       {{"--device", "tpu"}, "--device"},
       {{"--dtype", "int4"}, "--dtype"},
+      {{"--weights", "int3"}, "--weights"},
+      {{"--weights", "q4", "--device", "cuda"}, "--weights"},
       {{"--max-queue-tokens", "0"}, "--max-queue-tokens"},
       {{"--max-context-tokens", "0"}, "--max-context-tokens"},
       {{"--max-queue-tokens", "lots"}, "max-queue-tokens"},

@@ -118,5 +118,53 @@ TEST_F(SmolLM2ParityTest, ChunkedPrefillOf512In64sEqualsOnePass) {
   EXPECT_LE(diff / scale, 2e-5);
 }
 
+// weights=q4 keeps the file's Q4_1 groups as they are and runs small products on the int4 kernel with
+// bfloat16 activations (embedding and lm_head in bfloat16): the logits move by bfloat16 rounding, not more.
+// Chunks of 32 tokens take the kernel path in every layer; one pass over the prompt takes the expanded-GEMM
+// path. Both are held to the bound the bfloat16 model meets (llama_model_test), and to top-1 agreement.
+TEST_F(SmolLM2ParityTest, Q4WeightsStayWithinBfloat16RoundingOfTransformers) {
+  ModelOptions opts;
+  opts.weights = WeightFormat::kQ4;
+  auto q4 = LlamaModel::Load(kvc::testing::EnvOr("KVC_SMOLLM2_GGUF", ""), opts);
+  ASSERT_TRUE(q4.ok()) << q4.status();
+  EXPECT_LT((*q4)->weight_bytes() * 2, model_->weight_bytes());
+  EXPECT_EQ((*q4)->fingerprint(), model_->fingerprint());
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE("prompt " + std::to_string(i));
+    torch::Tensor ids = Ref("p" + std::to_string(i) + "_ids");
+    std::vector<int64_t> rows = ToVector(Ref("p" + std::to_string(i) + "_rows"));
+    torch::Tensor want = Ref("p" + std::to_string(i) + "_logits");
+    const int64_t n = ids.size(0);
+    // One pass (expanded weights).
+    KvCache one = (*q4)->NewCache();
+    auto pass = (*q4)->Forward(ids, torch::arange(n, torch::kInt64), one, {rows, 0});
+    ASSERT_TRUE(pass.ok()) << pass.status();
+    // Chunks of the kernel's row limit, logits of the wanted rows inside each.
+    KvCache chunked = (*q4)->NewCache();
+    std::vector<torch::Tensor> parts;
+    const int64_t step = LinearWeight::kKernelMaxRows;
+    for (int64_t s = 0; s < n; s += step) {
+      const int64_t len = std::min(step, n - s);
+      std::vector<int64_t> in_chunk;
+      for (int64_t r : rows) {
+        if (r >= s && r < s + len) in_chunk.push_back(r - s);
+      }
+      auto out = (*q4)->Forward(ids.narrow(0, s, len), torch::arange(s, s + len, torch::kInt64), chunked,
+                                {in_chunk, 0});
+      ASSERT_TRUE(out.ok()) << out.status();
+      if (!in_chunk.empty()) parts.push_back(out->logits);
+    }
+    torch::Tensor kernel = torch::cat(parts, 0);
+    for (const auto& [name, got] : {std::pair{"one pass", pass->logits}, std::pair{"32-token chunks", kernel}}) {
+      const double rel = ((got - want).abs().amax(1) / want.abs().amax(1)).max().item<double>();
+      const double top1 = (got.argmax(1) == want.argmax(1)).to(torch::kFloat64).mean().item<double>();
+      std::cout << "prompt " << i << " (" << n << " tokens), q4 " << name << ": max normalized logit diff " << rel
+                << ", top-1 agreement " << top1 << "\n";
+      EXPECT_LE(rel, 5e-2) << name;
+      EXPECT_GE(top1, 0.9) << name;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kvc

@@ -116,6 +116,9 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(const ModelC
   if (model->dtype_ != torch::kFloat32 && model->dtype_ != torch::kBFloat16 && model->dtype_ != torch::kFloat16) {
     return absl::InvalidArgumentError("model dtype must be float32, bfloat16 or float16");
   }
+  if (options.weights == WeightFormat::kQ4 && !model->device_.is_cpu()) {
+    return absl::InvalidArgumentError("weights=q4 runs on CPU only; use weights=float on CUDA");
+  }
   if (options.num_threads > 0) at::set_num_threads(options.num_threads);
 
   return CatchTorch([&]() -> absl::StatusOr<std::unique_ptr<LlamaModel>> {
@@ -132,37 +135,61 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(const ModelC
     KVC_ASSIGN_OR_RETURN(Rope rope, Rope::Create(config, freq_factors));
     model->rope_.emplace(rope.OnDevice(model->device_));
 
-    KVC_ASSIGN_OR_RETURN(model->embed_, LoadChecked(w, "model.embed_tokens.weight", {vocab, hidden}, dt, dev));
+    // Under q4 the tables that are read a row at a time (embedding) or once per step (lm_head) stay dense,
+    // in bfloat16: half the bytes of float32, and what the int4 kernels' activations are in anyway.
+    const torch::ScalarType table_dt = options.weights == WeightFormat::kQ4 ? torch::kBFloat16 : dt;
+    model->weights_ = options.weights;
+    KVC_ASSIGN_OR_RETURN(model->embed_, LoadChecked(w, "model.embed_tokens.weight", {vocab, hidden}, table_dt, dev));
     KVC_ASSIGN_OR_RETURN(model->norm_, LoadChecked(w, "model.norm.weight", {hidden}, dt, dev));
     if (config.tie_word_embeddings || !w.Has("lm_head.weight")) {
       model->lm_head_ = model->embed_;
     } else {
-      KVC_ASSIGN_OR_RETURN(model->lm_head_, LoadChecked(w, "lm_head.weight", {vocab, hidden}, dt, dev));
+      KVC_ASSIGN_OR_RETURN(model->lm_head_, LoadChecked(w, "lm_head.weight", {vocab, hidden}, table_dt, dev));
     }
+    // Fused projections are loaded in float32, joined, then put in the chosen format.
+    auto linear = [&](const std::string& name, std::vector<torch::Tensor> parts,
+                      torch::Tensor bias = {}) -> absl::StatusOr<LinearWeight> {
+      torch::Tensor joined = parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+      return LinearWeight::Create(name, joined, bias, options.weights, dt);
+    };
+    const torch::ScalarType ldt = torch::kFloat32;
     for (int64_t i = 0; i < config.num_layers; ++i) {
       const std::string p = absl::StrCat("model.layers.", i, ".");
       Layer l;
       KVC_ASSIGN_OR_RETURN(l.attn_norm, LoadChecked(w, p + "input_layernorm.weight", {hidden}, dt, dev));
       KVC_ASSIGN_OR_RETURN(l.ffn_norm, LoadChecked(w, p + "post_attention_layernorm.weight", {hidden}, dt, dev));
-      KVC_ASSIGN_OR_RETURN(torch::Tensor q, LoadChecked(w, p + "self_attn.q_proj.weight", {H * D, hidden}, dt, dev));
-      KVC_ASSIGN_OR_RETURN(torch::Tensor k, LoadChecked(w, p + "self_attn.k_proj.weight", {Hkv * D, hidden}, dt, dev));
-      KVC_ASSIGN_OR_RETURN(torch::Tensor v, LoadChecked(w, p + "self_attn.v_proj.weight", {Hkv * D, hidden}, dt, dev));
-      l.wqkv = torch::cat({q, k, v}, 0).contiguous();
+      KVC_ASSIGN_OR_RETURN(torch::Tensor q, LoadChecked(w, p + "self_attn.q_proj.weight", {H * D, hidden}, ldt, dev));
+      KVC_ASSIGN_OR_RETURN(torch::Tensor k, LoadChecked(w, p + "self_attn.k_proj.weight", {Hkv * D, hidden}, ldt, dev));
+      KVC_ASSIGN_OR_RETURN(torch::Tensor v, LoadChecked(w, p + "self_attn.v_proj.weight", {Hkv * D, hidden}, ldt, dev));
+      torch::Tensor bqkv;
       if (config.attention_bias) {
         KVC_ASSIGN_OR_RETURN(torch::Tensor bq, LoadChecked(w, p + "self_attn.q_proj.bias", {H * D}, dt, dev));
         KVC_ASSIGN_OR_RETURN(torch::Tensor bk, LoadChecked(w, p + "self_attn.k_proj.bias", {Hkv * D}, dt, dev));
         KVC_ASSIGN_OR_RETURN(torch::Tensor bv, LoadChecked(w, p + "self_attn.v_proj.bias", {Hkv * D}, dt, dev));
-        l.bqkv = torch::cat({bq, bk, bv}, 0).contiguous();
+        bqkv = torch::cat({bq, bk, bv}, 0);
       }
-      KVC_ASSIGN_OR_RETURN(l.wo, LoadChecked(w, p + "self_attn.o_proj.weight", {hidden, H * D}, dt, dev));
-      KVC_ASSIGN_OR_RETURN(torch::Tensor gate, LoadChecked(w, p + "mlp.gate_proj.weight", {ffn, hidden}, dt, dev));
-      KVC_ASSIGN_OR_RETURN(torch::Tensor up, LoadChecked(w, p + "mlp.up_proj.weight", {ffn, hidden}, dt, dev));
-      l.w_gate_up = torch::cat({gate, up}, 0).contiguous();
-      KVC_ASSIGN_OR_RETURN(l.w_down, LoadChecked(w, p + "mlp.down_proj.weight", {hidden, ffn}, dt, dev));
+      KVC_ASSIGN_OR_RETURN(l.wqkv, linear(p + "self_attn.qkv_proj", {q, k, v}, bqkv));
+      KVC_ASSIGN_OR_RETURN(torch::Tensor wo, LoadChecked(w, p + "self_attn.o_proj.weight", {hidden, H * D}, ldt, dev));
+      KVC_ASSIGN_OR_RETURN(l.wo, linear(p + "self_attn.o_proj", {wo}));
+      KVC_ASSIGN_OR_RETURN(torch::Tensor gate, LoadChecked(w, p + "mlp.gate_proj.weight", {ffn, hidden}, ldt, dev));
+      KVC_ASSIGN_OR_RETURN(torch::Tensor up, LoadChecked(w, p + "mlp.up_proj.weight", {ffn, hidden}, ldt, dev));
+      KVC_ASSIGN_OR_RETURN(l.w_gate_up, linear(p + "mlp.gate_up_proj", {gate, up}));
+      KVC_ASSIGN_OR_RETURN(torch::Tensor down, LoadChecked(w, p + "mlp.down_proj.weight", {hidden, ffn}, ldt, dev));
+      KVC_ASSIGN_OR_RETURN(l.w_down, linear(p + "mlp.down_proj", {down}));
       model->layers_.push_back(std::move(l));
     }
     return std::move(model);
   });
+}
+
+int64_t LlamaModel::weight_bytes() const {
+  auto size = [](const torch::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : int64_t{0}; };
+  int64_t n = size(embed_) + size(norm_) + (lm_head_.is_same(embed_) ? 0 : size(lm_head_));
+  for (const Layer& l : layers_) {
+    n += size(l.attn_norm) + size(l.ffn_norm) + l.wqkv.bytes() + l.wo.bytes() + l.w_gate_up.bytes() +
+         l.w_down.bytes();
+  }
+  return n;
 }
 
 KvCache LlamaModel::NewCache() const {
@@ -257,11 +284,11 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
   ForwardOutput out;
   torch::Tensor rows;
   if (!options.capture_rows.empty()) rows = torch::tensor(options.capture_rows, torch::kInt64).to(device_);
-  torch::Tensor x = embed_.index_select(0, tok);  // [n, hidden]
+  torch::Tensor x = embed_.index_select(0, tok).to(dtype_);  // [n, hidden]
   for (int64_t l = 0; l < config_.num_layers; ++l) {
     const Layer& L = layers_[l];
     torch::Tensor h = RmsNorm(x, L.attn_norm);
-    torch::Tensor qkv = L.bqkv.defined() ? torch::addmm(L.bqkv, h, L.wqkv.t()) : torch::mm(h, L.wqkv.t());
+    torch::Tensor qkv = L.wqkv.Apply(h);
     torch::Tensor q = qkv.narrow(1, 0, H * D).view({n, H, D}).transpose(0, 1);           // [H, n, D]
     torch::Tensor k = qkv.narrow(1, H * D, Hkv * D).view({n, Hkv, D}).transpose(0, 1);   // [Hkv, n, D]
     torch::Tensor v = qkv.narrow(1, (H + Hkv) * D, Hkv * D).view({n, Hkv, D}).transpose(0, 1);
@@ -290,16 +317,16 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
       out.queries.push_back(q.index_select(1, rows));
     }
     torch::Tensor o = attn.squeeze(0).transpose(0, 1).reshape({n, H * D});
-    x = x + torch::mm(o, L.wo.t());
+    x = x + L.wo.Apply(o);
     h = RmsNorm(x, L.ffn_norm);
-    torch::Tensor gu = torch::mm(h, L.w_gate_up.t());  // [n, 2F]
+    torch::Tensor gu = L.w_gate_up.Apply(h);  // [n, 2F]
     torch::Tensor act = torch::silu(gu.narrow(1, 0, F)) * gu.narrow(1, F, F);
-    x = x + torch::mm(act, L.w_down.t());
+    x = x + L.w_down.Apply(act);
   }
   if (!options.logits_for.empty()) {
     torch::Tensor idx = torch::tensor(options.logits_for, torch::kInt64).to(device_);
     torch::Tensor sel = RmsNorm(x.index_select(0, idx), norm_);
-    out.logits = torch::mm(sel, lm_head_.t()).to(torch::kFloat32);
+    out.logits = torch::mm(sel.to(lm_head_.scalar_type()), lm_head_.t()).to(torch::kFloat32);
   }
   return out;
 }

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "compressor/kv/kv_cache.h"
+#include "compressor/model/linear_weight.h"
 #include "compressor/model/model_config.h"
 #include "compressor/model/rope.h"
 #include "compressor/model/weight_source.h"
@@ -28,6 +29,10 @@ struct ModelOptions {
   std::optional<torch::ScalarType> dtype;
   // Intra-op threads for CPU; 0 keeps LibTorch's default.
   int num_threads = 0;
+  // How the linear layers keep their weights (linear_weight.h). Under q4 (CPU only) the embedding table and
+  // lm_head are kept in bfloat16 as well, and products of a few rows (decode) run on bfloat16 activations;
+  // the residual stream, norms, attention and the KV cache stay in the model dtype.
+  WeightFormat weights = WeightFormat::kFloat;
 };
 
 struct ForwardOptions {
@@ -60,6 +65,9 @@ class LlamaModel {
   const Rope& rope() const { return *rope_; }
   torch::Device device() const { return device_; }
   torch::ScalarType dtype() const { return dtype_; }
+  WeightFormat weights() const { return weights_; }
+  // Bytes of every weight held in memory.
+  int64_t weight_bytes() const;
   // SHA-256 (hex) over the architecture, the weights and the tokenizer data of the model files.
   const std::string& fingerprint() const { return fingerprint_; }
 
@@ -81,10 +89,10 @@ class LlamaModel {
  private:
   struct Layer {
     torch::Tensor attn_norm, ffn_norm;
-    torch::Tensor wqkv, bqkv;   // fused [ (H + 2*Hkv) * D, hidden ], bias optional
-    torch::Tensor wo;           // [hidden, H * D]
-    torch::Tensor w_gate_up;    // fused [2 * ffn, hidden]
-    torch::Tensor w_down;       // [hidden, ffn]
+    LinearWeight wqkv;       // fused [ (H + 2*Hkv) * D, hidden ], bias optional
+    LinearWeight wo;         // [hidden, H * D]
+    LinearWeight w_gate_up;  // fused [2 * ffn, hidden]
+    LinearWeight w_down;     // [hidden, ffn]
   };
 
   // How a chunk of n tokens after `past` cached slots attends: an explicit [n, past + n] bool mask, or SDPA's
@@ -106,10 +114,11 @@ class LlamaModel {
   std::optional<Rope> rope_;
   torch::Device device_ = torch::kCPU;
   torch::ScalarType dtype_ = torch::kFloat32;
+  WeightFormat weights_ = WeightFormat::kFloat;
   std::string fingerprint_;
-  torch::Tensor embed_;    // [vocab, hidden]
+  torch::Tensor embed_;    // [vocab, hidden] in the model dtype (bfloat16 under q4)
   torch::Tensor norm_;     // [hidden]
-  torch::Tensor lm_head_;  // [vocab, hidden] (shares storage with embed_ when tied)
+  torch::Tensor lm_head_;  // [vocab, hidden] like embed_ (shares its storage when tied)
   std::vector<Layer> layers_;
 };
 

@@ -1,0 +1,71 @@
+// The weight of one linear layer, y = x W^T (+ b), kept in memory in one of two formats (ModelOptions::weights):
+//
+//   float  W in the model dtype; every product is one dense GEMM. The reference: logits match transformers.
+//   q4     W in 4-bit groups of 32 along the input dimension with a float scale and minimum per group
+//          (w = scale * code + min, GGUF's Q4_1 layout: a Q4_1 file's weights keep their codes and minima,
+//          and their scales to float rounding). About 1.9 bytes per weight instead of 4 (the codes one per
+//          byte for the expansion below, the kernel's packing, the group constants). Products of a few rows (decode) run LibTorch's
+//          int4 CPU kernel (ATen _weight_int4pack_mm_for_cpu, the kernel torchao uses) on bfloat16
+//          activations, so a step reads 8x fewer weight bytes; products of many rows (prefill chunks)
+//          expand the groups to the model dtype and run the dense GEMM, which is exact and faster there.
+//          CPU only: CUDA's int4 kernels want another packing.
+//
+// Ownership: owns its tensors. Thread safety: immutable after Create; Apply may run concurrently.
+#ifndef KVC_COMPRESSOR_MODEL_LINEAR_WEIGHT_H_
+#define KVC_COMPRESSOR_MODEL_LINEAR_WEIGHT_H_
+
+#include <cstdint>
+#include <string>
+
+#include <torch/types.h>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace kvc {
+
+enum class WeightFormat { kFloat, kQ4 };
+
+// "float" or "q4"; INVALID_ARGUMENT otherwise, naming both.
+absl::StatusOr<WeightFormat> ParseWeightFormat(absl::string_view name);
+const char* WeightFormatName(WeightFormat format);
+
+class LinearWeight {
+ public:
+  // Products of at most this many rows use the int4 kernel under q4; more rows expand the weight.
+  static constexpr int64_t kKernelMaxRows = 32;
+  // The q4 group size along the input dimension (GGUF's block size).
+  static constexpr int64_t kGroup = 32;
+
+  LinearWeight() = default;
+
+  // `w` [out, in] (any float dtype, any device), `bias` [out] or undefined. `dtype` is the model's compute
+  // dtype. q4 needs a CPU device and `in` divisible by kGroup (INVALID_ARGUMENT naming `name` otherwise).
+  static absl::StatusOr<LinearWeight> Create(const std::string& name, const torch::Tensor& w,
+                                             const torch::Tensor& bias, WeightFormat format,
+                                             torch::ScalarType dtype);
+
+  // x [n, in] in the model dtype -> [n, out] in the model dtype.
+  torch::Tensor Apply(const torch::Tensor& x) const;
+
+  // W as a dense [out, in] tensor in the model dtype (a view under float, a fresh tensor under q4).
+  torch::Tensor Dense() const;
+
+  WeightFormat format() const { return format_; }
+  // Bytes held for the weight (and bias).
+  int64_t bytes() const;
+
+ private:
+  WeightFormat format_ = WeightFormat::kFloat;
+  torch::ScalarType dtype_ = torch::kFloat32;
+  torch::Tensor dense_;        // float: [out, in] in dtype_
+  torch::Tensor bias_;         // [out] in dtype_, or undefined
+  torch::Tensor codes_;        // q4: [out, in / kGroup, kGroup] uint8 in 0..15
+  torch::Tensor scale_, min_;  // q4: [out, in / kGroup, 1] float32
+  torch::Tensor packed_;       // q4: the kernel's packing of codes_ [out, in / 2] uint8
+  torch::Tensor scale_zero_;   // q4: [in / kGroup, out, 2] bfloat16, w = (code - 8) * scale + zero
+};
+
+}  // namespace kvc
+
+#endif  // KVC_COMPRESSOR_MODEL_LINEAR_WEIGHT_H_

@@ -1,0 +1,102 @@
+#include "compressor/model/linear_weight.h"
+
+#include "gtest/gtest.h"
+
+namespace kvc {
+namespace {
+
+// A [rows, cols] weight made of Q4_1-style groups: code * scale + min with every code 0..15 present, so that
+// quantizing it must give back these very groups.
+struct Groups {
+  torch::Tensor codes, scale, min, w;
+};
+Groups MakeGroups(int64_t rows, int64_t cols) {
+  torch::manual_seed(7);
+  const int64_t g = LinearWeight::kGroup;
+  Groups out;
+  out.codes = torch::randint(0, 16, {rows, cols / g, g}, torch::kInt64);
+  out.codes.select(2, 0).fill_(0);
+  out.codes.select(2, 1).fill_(15);
+  out.scale = torch::rand({rows, cols / g, 1}) * 0.02 + 1e-3;
+  out.min = -torch::rand({rows, cols / g, 1}) * 0.1;
+  out.w = (out.codes.to(torch::kFloat32) * out.scale + out.min).reshape({rows, cols});
+  return out;
+}
+
+TEST(LinearWeightTest, ParsesFormatNames) {
+  EXPECT_EQ(*ParseWeightFormat("float"), WeightFormat::kFloat);
+  EXPECT_EQ(*ParseWeightFormat("q4"), WeightFormat::kQ4);
+  EXPECT_EQ(ParseWeightFormat("int3").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_STREQ(WeightFormatName(WeightFormat::kQ4), "q4");
+}
+
+TEST(LinearWeightTest, FloatIsTheDenseProduct) {
+  Groups g = MakeGroups(48, 64);
+  torch::Tensor bias = torch::randn({48});
+  auto lw = LinearWeight::Create("w", g.w, bias, WeightFormat::kFloat, torch::kFloat32);
+  ASSERT_TRUE(lw.ok()) << lw.status();
+  torch::Tensor x = torch::randn({5, 64});
+  EXPECT_TRUE(torch::allclose(lw->Apply(x), torch::addmm(bias, x, g.w.t())));
+  EXPECT_EQ(lw->bytes(), (48 * 64 + 48) * 4);
+}
+
+TEST(LinearWeightTest, Q4KeepsQ4_1GroupsAndExpandsThemExactly) {
+  Groups g = MakeGroups(48, 64);
+  auto lw = LinearWeight::Create("w", g.w, {}, WeightFormat::kQ4, torch::kFloat32);
+  ASSERT_TRUE(lw.ok()) << lw.status();
+  // Codes and minima come back as they were; scales to float rounding, so the weight to a few ulps.
+  EXPECT_LE((lw->Dense() - g.w).abs().max().item<double>(), 1e-6);
+  EXPECT_LT(lw->bytes(), 48 * 64 * 2);
+}
+
+TEST(LinearWeightTest, Q4ManyRowsIsTheDenseGemmOfTheExpandedWeight) {
+  Groups g = MakeGroups(48, 64);
+  torch::Tensor bias = torch::randn({48});
+  auto lw = LinearWeight::Create("w", g.w, bias, WeightFormat::kQ4, torch::kFloat32);
+  ASSERT_TRUE(lw.ok()) << lw.status();
+  torch::Tensor x = torch::randn({LinearWeight::kKernelMaxRows + 1, 64});
+  EXPECT_TRUE(torch::equal(lw->Apply(x), torch::addmm(bias, x, lw->Dense().t())));
+}
+
+// Few rows run the int4 kernel on bfloat16 activations: within bfloat16 rounding of the float product.
+TEST(LinearWeightTest, Q4FewRowsMatchTheFloatProductWithinBfloat16Rounding) {
+  Groups g = MakeGroups(64, 128);
+  torch::Tensor bias = torch::randn({64});
+  auto lw = LinearWeight::Create("w", g.w, bias, WeightFormat::kQ4, torch::kFloat32);
+  ASSERT_TRUE(lw.ok()) << lw.status();
+  for (int64_t rows : {int64_t{1}, int64_t{7}, LinearWeight::kKernelMaxRows}) {
+    torch::Tensor x = torch::randn({rows, 128});
+    torch::Tensor want = torch::addmm(bias, x, g.w.t());
+    torch::Tensor got = lw->Apply(x);
+    EXPECT_EQ(got.scalar_type(), torch::kFloat32);
+    const double rel = ((got - want).abs().max() / want.abs().max()).item<double>();
+    EXPECT_LE(rel, 2e-2) << rows << " rows";
+    EXPECT_GT(rel, 0) << "the kernel path was not taken";
+  }
+}
+
+// The kernel packs output rows in blocks of 16; other counts fall back to the expanded product.
+TEST(LinearWeightTest, Q4OddOutputCountFallsBackToTheExpandedProduct) {
+  Groups g = MakeGroups(40, 64);
+  auto lw = LinearWeight::Create("w", g.w, {}, WeightFormat::kQ4, torch::kFloat32);
+  ASSERT_TRUE(lw.ok()) << lw.status();
+  torch::Tensor x = torch::randn({1, 64});
+  EXPECT_TRUE(torch::equal(lw->Apply(x), torch::mm(x, lw->Dense().t())));
+}
+
+TEST(LinearWeightTest, Q4RefusesInputsNotDivisibleByTheGroup) {
+  auto lw = LinearWeight::Create("layers.0.mlp", torch::randn({32, 40}), {}, WeightFormat::kQ4, torch::kFloat32);
+  EXPECT_EQ(lw.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(lw.status().message().find("layers.0.mlp"), std::string::npos);
+}
+
+TEST(LinearWeightTest, ConstantGroupsQuantizeWithoutNaN) {
+  torch::Tensor w = torch::full({16, 32}, 0.25);
+  auto lw = LinearWeight::Create("w", w, {}, WeightFormat::kQ4, torch::kFloat32);
+  ASSERT_TRUE(lw.ok()) << lw.status();
+  EXPECT_TRUE(torch::equal(lw->Dense(), w));
+  EXPECT_FALSE(lw->Apply(torch::ones({1, 32})).isnan().any().item<bool>());
+}
+
+}  // namespace
+}  // namespace kvc
