@@ -2,9 +2,10 @@
 (label model: needs KVC_SERVER_BIN and the libraries pinned in scripts/requirements.txt).
 
 For each library: an answer through the library's own plumbing (an LCEL chain, a Pipeline with a BM25
-retriever, a query engine) with kvc's metadata; the same documents under another question, which finds every
-document's cache stored; the same question again, which finds the compressed cache stored; and a request
-the server refuses, which comes out as the library's exception with the gRPC status code.
+retriever, a query engine) with kvc's metadata; with reuse_documents (LangChain, LlamaIndex) the same
+documents under another question find every document's cache stored; the same question again finds the
+compressed cache stored; and a request the server refuses comes out as the library's exception with the
+gRPC status code.
 """
 import os
 
@@ -27,12 +28,12 @@ QUESTION = "Who was the chief engineer of the Harbor Bridge?"
 OTHER_QUESTION = "When did the Harbor Bridge open?"
 
 
-def check_answer(text: str, meta: dict, *, documents: int) -> None:
+def check_answer(text: str, meta: dict, *, documents: int, reused: bool) -> None:
     assert text.strip(), meta
     assert meta["method"] == "focus" and meta["requested_ratio"] == 2.0
     assert meta["tokens_in"] > meta["tokens_out"] > 0 and meta["ratio"] > 1
     assert len(meta["cache_id"]) == 64 and meta["documents"] == documents
-    assert len(meta["document_cache_ids"]) == documents
+    assert len(meta["document_cache_ids"]) == (documents if reused else 0)
     assert meta["generated_tokens"] > 0 and meta["finish_reason"] in ("eos", "length", "stop")
 
 
@@ -47,12 +48,12 @@ def test_langchain_runnable_answers_and_reuses_the_documents(kvc_server):
     from kvc_client.integrations.langchain import KvcRunnable
 
     docs = [Document(page_content=DOCUMENTS[k], id=k) for k in ("bridge", "museum")]
-    kvc = KvcRunnable(kvc_server.address, ratio=2, max_tokens=32)
+    kvc = KvcRunnable(kvc_server.address, ratio=2, max_tokens=32, reuse_documents=True)
     chain = {"documents": RunnableLambda(lambda q: docs), "question": RunnablePassthrough()} | kvc
     message = chain.invoke(QUESTION)
     assert isinstance(message, AIMessage)
     meta = message.response_metadata
-    check_answer(message.content, meta, documents=2)
+    check_answer(message.content, meta, documents=2, reused=True)
     assert meta["model_provider"] == "kvc"
     assert message.usage_metadata["input_token_details"]["cache_read"] == meta["tokens_out"]
 
@@ -102,10 +103,10 @@ def test_haystack_pipeline_answers_from_bm25_retrieval(kvc_server):
     out = pipe.run({"retriever": {"query": QUESTION}, "kvc": {"query": QUESTION}})["kvc"]
     assert len(out["replies"]) == len(out["meta"]) == 1
     meta = out["meta"][0]
-    check_answer(out["replies"][0], meta, documents=2)
+    check_answer(out["replies"][0], meta, documents=2, reused=False)
 
     again = pipe.run({"retriever": {"query": QUESTION}, "kvc": {"query": QUESTION}})["kvc"]
-    assert again["meta"][0]["cache_hit"] is True and again["meta"][0]["document_cache_hits"] == 2
+    assert again["meta"][0]["cache_hit"] is True and again["meta"][0]["document_cache_hits"] == 0
     assert again["replies"] == out["replies"]
 
     # The component survives the round trip through a serialized pipeline (Haystack loads classes only from
@@ -153,11 +154,11 @@ def test_llamaindex_query_engine_answers_with_kvc_metadata(kvc_server):
         def _retrieve(self, query_bundle: QueryBundle):
             return nodes("bridge", "tunnel")
 
-    synthesizer = KvcSynthesizer(kvc_server.address, ratio=2, max_tokens=32)
+    synthesizer = KvcSynthesizer(kvc_server.address, ratio=2, max_tokens=32, reuse_documents=True)
     engine = RetrieverQueryEngine(Fixed(), response_synthesizer=synthesizer)
     response = engine.query(QUESTION)
     meta = response.metadata["kvc"]
-    check_answer(str(response), meta, documents=2)
+    check_answer(str(response), meta, documents=2, reused=True)
     assert [n.node.node_id for n in response.source_nodes] == ["bridge", "tunnel"]
     assert "bridge" in response.metadata  # LlamaIndex's own per-node metadata stays
 

@@ -10,11 +10,11 @@ Each module needs its library, installed through the client's extra of the same 
   (`[llamaindex]`).
 
 They share KvcAnswerer (kvc_client.integrations.core), which needs none of the libraries: the retrieved
-documents go to kvc one by one, each gets a full KV cache of its own (Precompute FULL, content-addressed, so a
-document seen before is a store hit and is not prefilled again), the question compresses their composition
-(Compress from document_cache_ids) and Generate decodes the answer. Errors of the server become KvcError,
-a grpc.RpcError whose code() is the gRPC status; each module raises a subclass that is also its library's
-own exception type.
+documents go to kvc as separate documents, the question compresses them (Compress) and Generate decodes the
+answer; with reuse_documents=True each document first gets a full KV cache of its own (Precompute FULL,
+content-addressed, so a document stored before is a hit and is not prefilled again) and the question selects
+from those. Errors of the server become KvcError, a grpc.RpcError whose code() is the gRPC status; each
+module raises a subclass that is also its library's own exception type.
 """
 from .core import KvcAnswer, KvcAnswerer, KvcError
 

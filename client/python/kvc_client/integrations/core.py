@@ -60,11 +60,14 @@ class KvcAnswerer:
     answer. system_prompt: the system turn of every cache (unset: the server's). cache_dtype: storage type of
     the compressed cache. timeout: seconds per call.
 
-    reuse_documents (default): each document gets a full KV cache of its own (Precompute FULL); its id is a
-    hash of the document's tokens, so a document another question retrieved before is a store hit and is
-    not prefilled again, and the question then selects from the composed caches with no second prefill.
-    False sends the texts to Compress instead: one prefill of the joined documents per question, which
-    costs no full-cache storage but reuses nothing unless documents and question both repeat.
+    reuse_documents: False (the default) sends the texts to one Compress: a prefill of the joined documents
+    per question; the compressed cache is a store hit when documents and question repeat (for a method that
+    ignores the question, whenever the documents repeat). True gives each document a full KV cache of its
+    own first (Precompute FULL; its id is a hash of the document's tokens, so a document stored before, by
+    an earlier question or a precompute of the corpus, is a hit and is not prefilled again), and the
+    question then selects from the composed caches with no prefill of the documents. That selection has no
+    document queries or token text to work with (docs/methods.md), so at the same ratio it keeps worse than
+    a Compress from text; on the packaged SmolLM2 at ratio 2 examples/rag answers fewer questions with it.
 
     error_type maps a gRPC status code to the KvcError subclass raised for it; the library modules pass
     their own.
@@ -73,7 +76,7 @@ class KvcAnswerer:
     def __init__(self, address: str = "localhost:50051", *, token: str | None = None, method: str = "focus",
                  ratio: float | None = None, target_tokens: int | None = None,
                  options: Mapping[str, object] | None = None, max_tokens: int = 256,
-                 system_prompt: str | None = None, cache_dtype: str | None = None, reuse_documents: bool = True,
+                 system_prompt: str | None = None, cache_dtype: str | None = None, reuse_documents: bool = False,
                  timeout: float | None = DEFAULT_TIMEOUT, root_certificates: bytes | None = None,
                  error_type: Callable[[grpc.StatusCode], type[KvcError]] = lambda code: KvcError):
         if ratio is not None and target_tokens is not None:
