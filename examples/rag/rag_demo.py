@@ -129,7 +129,7 @@ def run(args) -> int:
         meta = message.response_metadata
         print(f"\nquestion: {question}")
         print(f"retrieved: {', '.join(d.id for d in documents)}")
-        print(f"answer: {message.content.strip()}")
+        print(f"answer: {' '.join(message.content.split())}")  # one line, however the model broke it
         print(f"ratio: {meta['ratio']:.2f}x ({meta['tokens_in']} -> {meta['tokens_out']} tokens, {meta['method']}); "
               f"cache hits: {meta['document_cache_hits']}/{meta['documents']} documents, "
               f"compressed cache {'hit' if meta['cache_hit'] else 'miss'}; {meta['seconds']:.1f}s")
