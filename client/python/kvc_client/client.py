@@ -2,6 +2,7 @@
 
     with KvcClient("localhost:50051", token="secret") as kvc:
         resp = kvc.compress(["document one ...", "document two ..."], "What ...?", method="focus", ratio=8)
+        full = kvc.precompute(["document one ...", "document two ..."], mode="full")   # one cache per document
         for piece in (gen := kvc.generate([resp.cache_id], "What ...?", max_tokens=64)):
             print(piece, end="", flush=True)
         print(gen.usage.finish_reason)
@@ -28,6 +29,8 @@ _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_se
 _DTYPES = {"f32": common_pb2.CACHE_DTYPE_F32, "bf16": common_pb2.CACHE_DTYPE_BF16,
            "f16": common_pb2.CACHE_DTYPE_F16, "int8": common_pb2.CACHE_DTYPE_INT8}
 _CODECS = {"none": common_pb2.CACHE_CODEC_NONE, "zstd": common_pb2.CACHE_CODEC_ZSTD}
+_MODES = {"full": compressor_pb2.PRECOMPUTE_MODE_FULL,
+          "query_agnostic": compressor_pb2.PRECOMPUTE_MODE_QUERY_AGNOSTIC}
 
 
 class CacheIntegrityError(ValueError):
@@ -62,6 +65,27 @@ def _enum(value, table: dict, field: str):
     if value not in table:
         raise ValueError(f"{field}: {value!r} is not one of {sorted(table)}")
     return table[value]
+
+
+def _spec(method: str, ratio: float | None, target_tokens: int | None,
+          options: Mapping[str, object] | None) -> common_pb2.CompressionSpec:
+    if ratio is not None and target_tokens is not None:
+        raise ValueError("pass ratio or target_tokens, not both")
+    spec = common_pb2.CompressionSpec(method=method)
+    if ratio is not None:
+        spec.ratio = float(ratio)
+    if target_tokens is not None:
+        spec.target_tokens = int(target_tokens)
+    for name, value in (options or {}).items():
+        spec.options[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    return spec
+
+
+def _set_optional(request, **fields) -> None:
+    """Sets the request's `optional` fields that were given; unset ones keep the server's default."""
+    for name, value in fields.items():
+        if value is not None:
+            setattr(request, name, value)
 
 
 @dataclasses.dataclass
@@ -165,17 +189,8 @@ class KvcClient:
         """
         if query is not None and suffix_ids is not None:
             raise ValueError("pass query or suffix_ids, not both")
-        if ratio is not None and target_tokens is not None:
-            raise ValueError("pass ratio or target_tokens, not both")
-        spec = common_pb2.CompressionSpec(method=method)
-        if ratio is not None:
-            spec.ratio = float(ratio)
-        if target_tokens is not None:
-            spec.target_tokens = int(target_tokens)
-        for name, value in (options or {}).items():
-            spec.options[name] = str(value).lower() if isinstance(value, bool) else str(value)
         req = compressor_pb2.CompressRequest(
-            documents=[_document(d) for d in documents], spec=spec,
+            documents=[_document(d) for d in documents], spec=_spec(method, ratio, target_tokens, options),
             cache_dtype=_enum(cache_dtype, _DTYPES, "cache_dtype"),
             cache_codec=_enum(cache_codec, _CODECS, "cache_codec"),
             document_cache_ids=list(document_cache_ids))
@@ -183,11 +198,29 @@ class KvcClient:
             req.query = query
         if suffix_ids is not None:
             req.suffix_ids.ids.extend(int(i) for i in suffix_ids)
-        if system_prompt is not None:
-            req.system_prompt = system_prompt
-        if model is not None:
-            req.model = model
+        _set_optional(req, system_prompt=system_prompt, model=model)
         return self.compressor.Compress(req, **self._call_args(timeout))
+
+    def precompute(self, documents: Iterable, *, mode: str | int = "full", method: str | None = None,
+                   ratio: float | None = None, target_tokens: int | None = None,
+                   options: Mapping[str, object] | None = None, cache_dtype: str | int | None = None,
+                   cache_codec: str | int | None = None, system_prompt: str | None = None,
+                   model: str | None = None, timeout=_DEFAULT) -> compressor_pb2.PrecomputeResponse:
+        """One cache per document, made with no query; returns the PrecomputeResponse (one result per document,
+        in order: document_id, cache_id, info, cache_hit).
+
+        mode "full" stores each document's whole KV, for compress(document_cache_ids=...) at query time;
+        "query_agnostic" compresses each with a method that needs no query (method and a budget required).
+        Documents are given as to compress(); a {"text", "id"} dict's id comes back as document_id.
+        """
+        req = compressor_pb2.PrecomputeRequest(
+            documents=[_document(d) for d in documents], mode=_enum(mode, _MODES, "mode"),
+            cache_dtype=_enum(cache_dtype, _DTYPES, "cache_dtype"),
+            cache_codec=_enum(cache_codec, _CODECS, "cache_codec"))
+        if method is not None or ratio is not None or target_tokens is not None or options:
+            req.spec.CopyFrom(_spec(method or "", ratio, target_tokens, options))
+        _set_optional(req, system_prompt=system_prompt, model=model)
+        return self.compressor.Precompute(req, **self._call_args(timeout))
 
     def model_info(self, *, timeout=_DEFAULT) -> compressor_pb2.ModelInfo:
         return self.compressor.GetModelInfo(compressor_pb2.GetModelInfoRequest(), **self._call_args(timeout))
@@ -220,8 +253,7 @@ class KvcClient:
             req.query = query
         if suffix_ids is not None:
             req.suffix_ids.ids.extend(int(i) for i in suffix_ids)
-        if model is not None:
-            req.model = model
+        _set_optional(req, model=model)
         return Generation(self.generator.Generate(req, **self._call_args(timeout)))
 
     def generate_text(self, cache_ids: str | Sequence[str], query: str | None = None, **kwargs) -> GenerationResult:

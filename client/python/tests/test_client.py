@@ -35,6 +35,14 @@ class Fake(compressor_pb2_grpc.CompressorServicer, generator_pb2_grpc.GeneratorS
             cache_id=CACHE_ID, cache_hit=False,
             info=common_pb2.CacheInfo(cache_id=CACHE_ID, spec=request.spec, tokens_in=100, tokens_out=25))
 
+    def Precompute(self, request, context):
+        authorized(context)
+        self.requests.append(request)
+        return compressor_pb2.PrecomputeResponse(results=[
+            compressor_pb2.PrecomputeResult(document_id=d.id, cache_id=f"{i:02x}" * 32, cache_hit=i == 0,
+                                            info=common_pb2.CacheInfo(tokens_in=10, tokens_out=10))
+            for i, d in enumerate(request.documents)])
+
     def GetModelInfo(self, request, context):
         authorized(context)
         return compressor_pb2.ModelInfo(name="SmolLM2-135M-Instruct", num_layers=30, eos_token_ids=[2],
@@ -137,6 +145,25 @@ def test_compress_defaults_and_alternatives(client):
         c.compress(["d"], "q", ratio=2, cache_dtype="int4")
     with pytest.raises(TypeError):
         c.compress([3.5], "q", ratio=2)
+
+
+def test_precompute_builds_the_request(client):
+    fake, c = client
+    resp = c.precompute([{"text": "doc one", "id": "a"}, "doc two"], system_prompt="Be brief.")
+    assert [r.cache_id for r in resp.results] == ["00" * 32, "01" * 32]
+    assert resp.results[0].document_id == "a" and resp.results[0].cache_hit
+    req = fake.requests[-1]
+    assert req.mode == compressor_pb2.PRECOMPUTE_MODE_FULL and not req.HasField("spec")
+    assert [d.text for d in req.documents] == ["doc one", "doc two"] and req.documents[0].id == "a"
+    assert req.system_prompt == "Be brief." and not req.HasField("model")
+
+    c.precompute(["doc"], mode="query_agnostic", method="knorm", ratio=4, cache_dtype="int8", model="m")
+    req = fake.requests[-1]
+    assert req.mode == compressor_pb2.PRECOMPUTE_MODE_QUERY_AGNOSTIC
+    assert req.spec.method == "knorm" and req.spec.ratio == 4.0 and req.cache_dtype == common_pb2.CACHE_DTYPE_INT8
+    assert req.model == "m" and not req.HasField("system_prompt")
+    with pytest.raises(ValueError, match="mode"):
+        c.precompute(["doc"], mode="partial")
 
 
 def test_server_errors_are_rpc_errors(client):

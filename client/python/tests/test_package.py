@@ -23,3 +23,11 @@ def test_importing_the_package_loads_neither_torch_nor_grpc():
             "print(sorted(m for m in ('torch', 'transformers', 'grpc') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_client_and_the_integrations_core_load_no_orchestration_library():
+    libraries = ("langchain_core", "haystack", "llama_index")
+    code = ("import sys, kvc_client, kvc_client.integrations; kvc_client.KvcClient; "
+            f"print(sorted(m for m in {libraries!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
