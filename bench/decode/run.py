@@ -44,6 +44,12 @@ def run_llama_cpp(gguf: str, text: str, lengths: list[int], threads: int, new_to
 
     llm = Llama(model_path=gguf, n_ctx=max(lengths) + 256, n_threads=threads, n_threads_batch=threads,
                 n_batch=2048, n_ubatch=512, verbose=False)
+    vocab = llm.n_vocab()
+
+    def last_argmax() -> int:
+        # Without logits_all, eval leaves only the context's last row of logits (llm.scores stays empty).
+        return int(np.argmax(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(vocab,))))
+
     all_ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
     suffix = llm.tokenize(SUFFIX.encode("utf-8"), add_bos=False, special=False)
     rows = []
@@ -58,12 +64,12 @@ def run_llama_cpp(gguf: str, text: str, lengths: list[int], threads: int, new_to
             llm.eval(ids)
             prefill.append(n / (time.perf_counter() - t0))
             llm.eval(suffix)
-            tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            tok = last_argmax()
             steps = []
             for _ in range(new_tokens):
                 t0 = time.perf_counter()
                 llm.eval([tok])
-                tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+                tok = last_argmax()
                 steps.append(time.perf_counter() - t0)
             per_token.append(statistics.mean(steps[1:]) * 1e3)
         rows.append({"context": n, "prefill_tokens_per_s": statistics.median(prefill),

@@ -3,7 +3,9 @@
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <filesystem>
 #include <map>
 
@@ -60,6 +62,20 @@ bool IsGgufFile(const std::string& path) {
 absl::StatusOr<std::string> ReadFile(const fs::path& p) {
   KVC_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> f, MappedFile::Open(p.string()));
   return std::string(reinterpret_cast<const char*>(f->data()), f->size());
+}
+
+// Attention of one new token ([H, 1, D] queries) over a layer's cache K, V [Hkv, L, D], padding hidden by
+// `valid` [Hkv, L] when defined; [1, H, 1, D].
+torch::Tensor DecodeAttention(const torch::Tensor& q, const torch::Tensor& K, const torch::Tensor& V,
+                              const torch::Tensor& valid) {
+  // One query row per head: SDPA's CPU path for it repeats every KV head's keys and values for the heads of
+  // its group, a copy of the whole cache per step. Grouping the queries by KV head reads the cache once.
+  const int64_t H = q.size(0), Hkv = K.size(0), D = q.size(2);
+  torch::Tensor qg = q.reshape({Hkv, H / Hkv, D});
+  torch::Tensor scores = torch::bmm(qg, K.transpose(1, 2)).mul_(1.0 / std::sqrt(static_cast<double>(D)));  // [Hkv, G, L]
+  if (valid.defined()) scores.masked_fill_(valid.logical_not().unsqueeze(1), -std::numeric_limits<float>::infinity());
+  torch::Tensor p = torch::softmax(scores.to(torch::kFloat32), -1).to(q.scalar_type());
+  return torch::bmm(p, V).reshape({1, H, 1, D});
 }
 
 }  // namespace
@@ -300,17 +316,23 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
     const ChunkMask& cm = it->second;
     cache.Append(l, k, v, pos);
     torch::Tensor K = cache.Keys(l), V = cache.Values(l);  // [Hkv, past + n, D]
-    std::optional<torch::Tensor> mask = cm.mask;
-    bool is_causal = cm.is_causal;
-    if (torch::Tensor valid = cache.Valid(l); valid.defined()) {
-      // Padding of heads that keep fewer entries: hidden from that head's query group only.
-      torch::Tensor m = valid.repeat_interleave(H / Hkv, 0).unsqueeze(1);  // [H, 1, past + n]
-      mask = (mask ? m & *mask : is_causal ? m & CausalMask(past, n) : m).unsqueeze(0);
-      is_causal = false;
+    torch::Tensor valid = cache.Valid(l);
+    torch::Tensor attn;
+    if (n == 1 && device_.is_cpu() && !cm.mask) {
+      attn = DecodeAttention(q, K, V, valid);
+    } else {
+      std::optional<torch::Tensor> mask = cm.mask;
+      bool is_causal = cm.is_causal;
+      if (valid.defined()) {
+        // Padding of heads that keep fewer entries: hidden from that head's query group only.
+        torch::Tensor m = valid.repeat_interleave(H / Hkv, 0).unsqueeze(1);  // [H, 1, past + n]
+        mask = (mask ? m & *mask : is_causal ? m & CausalMask(past, n) : m).unsqueeze(0);
+        is_causal = false;
+      }
+      attn = at::scaled_dot_product_attention(q.unsqueeze(0), K.unsqueeze(0), V.unsqueeze(0), mask,
+                                              /*dropout_p=*/0.0, is_causal, /*scale=*/std::nullopt,
+                                              /*enable_gqa=*/H != Hkv);  // [1, H, n, D]
     }
-    torch::Tensor attn = at::scaled_dot_product_attention(q.unsqueeze(0), K.unsqueeze(0), V.unsqueeze(0), mask,
-                                                          /*dropout_p=*/0.0, is_causal, /*scale=*/std::nullopt,
-                                                          /*enable_gqa=*/H != Hkv);  // [1, H, n, D]
     if (options.capture_queries > 0) {
       out.queries.push_back(q.narrow(1, n - options.capture_queries, options.capture_queries).contiguous());
     } else if (rows.defined()) {
