@@ -1,6 +1,8 @@
 // Times kvc's compression methods on one prompt (ids from `kvc-eval --tokenize-only`): one warm-up and R
 // timed runs per method; prints one JSON line per method: {"method", "ratio", "median_s", "times_s", "kept",
-// "chunks"}. bench/speed/run.py puts these next to kvpress and transformers.
+// "chunks"}. bench/speed/run.py puts these next to kvpress and transformers. On CUDA each line also has the
+// caching allocator's bytes: "weights_bytes" held after loading, "peak_bytes" the most held during that
+// method's runs, so that peak_bytes - weights_bytes is what one compression needs on top of the model.
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -8,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <ATen/DeviceAccelerator.h>
 #include <CLI/CLI.hpp>
 #include <torch/cuda.h>
 #include <nlohmann/json.hpp>
@@ -74,6 +77,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   input.boundaries = *std::move(boundaries);
+  const bool on_cuda = (*model)->device().is_cuda();
+  const c10::DeviceIndex cuda_index = on_cuda ? std::max<c10::DeviceIndex>((*model)->device().index(), 0) : 0;
+  // Python's torch.cuda.max_memory_allocated reads the same counters; a C++ binary has to ask the allocator.
+  auto allocated = [&](bool peak) -> int64_t {
+    const auto stats = at::accelerator::getDeviceStats(cuda_index);
+    const auto& s = stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)];
+    return peak ? s.peak : s.current;
+  };
+  const int64_t weights_bytes = on_cuda ? allocated(false) : 0;
   std::map<std::string, std::map<std::string, std::string>> options;
   for (const std::string& o : option_args) {
     std::vector<std::string> kv = absl::StrSplit(o, absl::MaxSplits('=', 1));
@@ -92,6 +104,7 @@ int main(int argc, char** argv) {
     }
     std::vector<double> times;
     int64_t kept = 0, chunks = 0;
+    if (on_cuda) at::accelerator::resetPeakStats(cuda_index);
     for (int r = 0; r <= repeats; ++r) {
       auto t0 = std::chrono::steady_clock::now();
       auto result = (*method)->Compress(input);
@@ -113,6 +126,10 @@ int main(int argc, char** argv) {
                           {"times_s", times}, {"kept", kept}, {"chunks", chunks},
                           {"context_tokens", input.context.size()}, {"suffix_tokens", input.suffix.size()},
                           {"device", (*model)->device().str()}, {"dtype", c10::toString((*model)->dtype())}};
+    if (on_cuda) {
+      out["weights_bytes"] = weights_bytes;
+      out["peak_bytes"] = allocated(true);
+    }
     std::cout << out.dump() << std::endl;
   }
   return 0;

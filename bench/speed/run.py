@@ -39,6 +39,9 @@ def main():
     ap.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
                     help="model dtype in both engines (default: float32 on CPU, bfloat16 on CUDA)")
     ap.add_argument("--out", default=None, help="default bench/results/speed-cpu.md (speed-gpu.md on CUDA)")
+    ap.add_argument("--exact", action="store_true",
+                    help="the shortest record of at least --tokens tokens, its context cut so that context + "
+                         "query is exactly --tokens (the dev set has 27.4K and 37.2K records, none near 32K)")
     a = ap.parse_args()
     on_gpu = a.device.startswith("cuda")
     a.dtype = a.dtype or ("bfloat16" if on_gpu else "float32")
@@ -47,7 +50,15 @@ def main():
     ids = subprocess.run([build_binary("kvc-eval", ROOT), "--data", a.data, "--tokenize-only"], check=True,
                          capture_output=True, text=True).stdout.splitlines()
     recs = [json.loads(l) for l in ids]
-    rec = min(recs, key=lambda r: abs(len(r["context_ids"]) + len(r["suffix_ids"]) - a.tokens))
+    size = lambda r: len(r["context_ids"]) + len(r["suffix_ids"])
+    if a.exact:
+        longer = [r for r in recs if size(r) >= a.tokens]
+        if not longer:
+            sys.exit(f"no record in {a.data} has {a.tokens} tokens")
+        rec = min(longer, key=size)
+        rec["context_ids"] = rec["context_ids"][:a.tokens - len(rec["suffix_ids"])]
+    else:
+        rec = min(recs, key=lambda r: abs(size(r) - a.tokens))
     ctx, suffix = rec["context_ids"], rec["suffix_ids"]
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         f.write(json.dumps(rec) + "\n")
@@ -113,9 +124,9 @@ def main():
     dev_args = f" --device {a.device} --dtype {a.dtype}" if on_gpu or a.dtype != "float32" else ""
     text = f"""# Compression speed on {title}: kvc Finch vs kvpress FinchPress
 
-- Command: `bench/speed/run.py --tokens {a.tokens} --ratio {a.ratio:g} --threads {a.threads} --repeats {a.repeats}{dev_args}`
+- Command: `bench/speed/run.py --tokens {a.tokens}{' --exact' if a.exact else ''} --ratio {a.ratio:g} --threads {a.threads} --repeats {a.repeats}{dev_args}`
 - Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; {where}; load average {loadavg()}
-- Record {rec['id']} ({rec['family']}): {len(ctx)} context tokens + {len(suffix)} query tokens, ratio {a.ratio:g}x
+- Record {rec['id']} ({rec['family']}{', context cut to length' if a.exact else ''}): {len(ctx)} context tokens + {len(suffix)} query tokens, ratio {a.ratio:g}x
   (kvc keeps {ours['finch']['kept']} tokens in {ours['finch']['chunks']} chunk(s) of its default 2048).
 - Model: SmolLM2-135M-Instruct (GGUF dequantized to {a.dtype}) in both engines, on {a.device}; the same token ids.
 

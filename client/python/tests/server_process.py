@@ -28,9 +28,9 @@ class KvcServerProcess:
     """One kvc-server process. Not thread safe; the log is collected from stderr by a reader thread."""
 
     def __init__(self, binary: str, store_dir: str, *, model: str | None = None, threads: int = 1,
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), metrics_listen: str = ""):
         args = [binary, "--listen", "127.0.0.1:0", "--log-format", "json", "--store", f"file://{store_dir}",
-                "--metrics-listen", "", "--threads", str(threads), *extra_args]
+                "--metrics-listen", metrics_listen, "--threads", str(threads), *extra_args]
         if model is not None:
             args += ["--model", model]
         # KVC_* variables of the caller (a token list, another address) must not reconfigure the server.
@@ -38,6 +38,7 @@ class KvcServerProcess:
         self._lines: list[str] = []
         self._listening = threading.Event()
         self.port = 0
+        self.metrics_port = 0
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, env=env, text=True)
         self._reader = threading.Thread(target=self._read_log, daemon=True)
@@ -53,6 +54,7 @@ class KvcServerProcess:
                     continue
                 if entry.get("msg") == "listening":
                     self.port = int(entry["port"])
+                    self.metrics_port = int(entry.get("metrics_port") or 0)
                     self._listening.set()
         self._listening.set()  # the process ended: wake a waiter, which then sees port 0
 
