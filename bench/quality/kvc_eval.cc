@@ -58,7 +58,7 @@ absl::StatusOr<std::pair<std::string, std::map<std::string, std::string>>> Parse
 int main(int argc, char** argv) {
   CLI::App app{"Quality of kvc's compression methods on a dev.jsonl file (DESIGN §11)"};
   std::string data, model_path, methods_arg = "none,finch,snapkv", ratios_arg = "2,4,8,16,32";
-  std::string long_methods_arg = "finch,truncate", cache_dtypes_arg = "memory", device = "cpu", dtype_arg = "auto";
+  std::string long_methods_arg = "finch,truncate", cache_dtypes_arg = "memory", device = "cpu", dtype_arg = "auto", weights_arg = "float";
   std::vector<std::string> option_args;
   int max_records = 0, threads = 0, max_new_tokens = 16;
   bool tokenize_only = false;
@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "intra-op threads");
   app.add_option("--device", device, "cpu or cuda[:N]; rows computed elsewhere than the CPU say so in \"device\"");
   app.add_option("--dtype", dtype_arg, "model dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16");
+  app.add_option("--weights", weights_arg, "linear weights: float or q4 (CPU only; compressor/model/linear_weight.h)");
   app.add_option("--max-new-tokens", max_new_tokens, "generation budget");
   app.add_flag("--tokenize-only", tokenize_only,
                "print each record's prompt token ids (context_ids, protected_prefix, suffix_ids) and stop, so "
@@ -94,6 +95,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   mo.dtype = *dtype;
+  auto weights = kvc::ParseWeightFormat(weights_arg);
+  if (!weights.ok()) {
+    std::cerr << "kvc-eval: " << weights.status() << "\n";
+    return 2;
+  }
+  mo.weights = *weights;
   auto model = kvc::LlamaModel::Load(model_path, mo);
   auto tok = kvc::LoadTokenizer(model_path);
   if (!model.ok() || !tok.ok()) {
@@ -189,6 +196,7 @@ int main(int argc, char** argv) {
           out["device"] = (*model)->device().str();
           out["dtype"] = c10::toString((*model)->dtype());
         }
+        if ((*model)->weights() != kvc::WeightFormat::kFloat) out["weights"] = kvc::WeightFormatName((*model)->weights());
         if (!compressed.ok()) {
           out["error"] = compressed.status().ToString();
           std::cout << out.dump() << std::endl;
