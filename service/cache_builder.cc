@@ -175,6 +175,7 @@ void CacheBuilder::SerializeAndStore(const std::shared_ptr<Work>& work) const {
   *info.mutable_timings() = work->timings;
   if (metrics_ != nullptr) {
     metrics_->RecordCompression(work->tokens_in, static_cast<int64_t>(header->tokens_out));
+    metrics_->SetDeviceMemoryBytes(static_cast<double>(runtime_->device_memory_bytes()));
     const kvc::v1::Timings& t = work->timings;
     for (const auto& [phase, seconds] : {std::pair<const char*, double>{"queue", t.queue_seconds()},
                                          {"prefill", t.prefill_seconds()},

@@ -355,6 +355,7 @@ TEST_F(CompressorServiceTest, CompressStoresTheLibraryResultAndRepeatsAreHits) {
   EXPECT_THAT(metrics, HasSubstr("kvc_cache_misses_total 1"));
   EXPECT_THAT(metrics, HasSubstr(absl::StrCat("kvc_prefill_tokens_total ", context.size())));
   EXPECT_THAT(metrics, HasSubstr("kvc_store_bytes{op=\"put\"}"));
+  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("kvc_device_memory_bytes ", runtime_->device_memory_bytes())));
 }
 
 TEST_F(CompressorServiceTest, QueryOnlyEntersTheIdOfQueryAwareMethods) {

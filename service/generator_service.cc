@@ -402,7 +402,10 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
           return true;
         });
     // Tokens generated are device work done, whether or not the call then succeeded.
-    if (svc.metrics_ != nullptr && generated > 0) svc.metrics_->RecordGeneration(generated, ttft);
+    if (svc.metrics_ != nullptr && generated > 0) {
+      svc.metrics_->RecordGeneration(generated, ttft);
+      svc.metrics_->SetDeviceMemoryBytes(static_cast<double>(svc.runtime_->device_memory_bytes()));
+    }
     if (!result.ok()) {
       if (absl::IsCancelled(result.status()) && Stopped()) return Complete(StopStatus());
       return Complete(result.status());

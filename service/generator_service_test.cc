@@ -241,6 +241,7 @@ class GeneratorServiceTest : public ::testing::Test {
       double sum = 0;
       for (const prometheus::ClientMetric& m : f.metric) {
         sum += f.type == prometheus::MetricType::Histogram ? static_cast<double>(m.histogram.sample_count)
+               : f.type == prometheus::MetricType::Gauge   ? m.gauge.value
                                                             : m.counter.value;
       }
       return sum;
@@ -371,6 +372,8 @@ TEST_F(GeneratorServiceTest, GreedyStreamEqualsDirectGeneration) {
   EXPECT_EQ(Metric("kvc_time_to_first_token_seconds"), 2);
   EXPECT_EQ(Metric("kvc_queue_seconds"), 2);
   EXPECT_EQ(Metric("kvc_store_bytes"), 2.0 * static_cast<double>(a.bytes.size()));
+  // On CPU the device holds the weights for kvc; the gauge follows each call.
+  EXPECT_EQ(Metric("kvc_device_memory_bytes"), static_cast<double>(runtime_->model().weight_bytes()));
 }
 
 TEST_F(GeneratorServiceTest, TwoCachesComposeWithoutTheSecondPrefix) {

@@ -174,6 +174,7 @@ absl::Status KvcServer::LoadModel() {
   if (shut_down_) return absl::CancelledError("the server shut down while the model was loading");
   runtime_ = *std::move(runtime);
   metrics_->SetModelInfo(runtime_->name(), runtime_->fingerprint(), runtime_->device(), runtime_->dtype());
+  metrics_->SetDeviceMemoryBytes(static_cast<double>(runtime_->device_memory_bytes()));
   if (HasRole("compress")) {
     CompressorServiceOptions o;
     o.limits.max_message_bytes = config_.max_message_bytes;

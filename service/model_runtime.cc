@@ -1,5 +1,7 @@
 #include "service/model_runtime.h"
 
+#include <ATen/DeviceAccelerator.h>
+
 #include <filesystem>
 #include <utility>
 
@@ -73,6 +75,13 @@ absl::StatusOr<std::unique_ptr<ModelRuntime>> ModelRuntime::FromParts(std::uniqu
   KVC_ASSIGN_OR_RETURN(std::vector<int32_t> separator, tokenizer->Encode("\n\n"));
   return std::unique_ptr<ModelRuntime>(
       new ModelRuntime(std::move(model), std::move(tokenizer), chat_format, Widen(separator)));
+}
+
+int64_t ModelRuntime::device_memory_bytes() const {
+  const torch::Device d = model_->device();
+  if (!d.is_cuda()) return model_->weight_bytes();
+  const auto stats = at::accelerator::getDeviceStats(d.has_index() ? d.index() : 0);
+  return stats.reserved_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].current;
 }
 
 std::string ModelRuntime::device() const {

@@ -49,6 +49,9 @@ class ModelRuntime {
   std::string device() const;  // e.g. "cpu", "cuda:0"
   std::string dtype() const;   // "float32", "bfloat16", "float16"
   std::string weights() const { return WeightFormatName(model_->weights()); }  // "float", "q4"
+  // What the model's device holds for kvc now: on CUDA the caching allocator's reserved bytes (what the
+  // driver reports as used), on CPU the model's weights (caches come and go with the calls).
+  int64_t device_memory_bytes() const;
 
   // OK when `requested` is unset or names the loaded model (its name, or its fingerprint in any case);
   // else FAILED_PRECONDITION saying both.

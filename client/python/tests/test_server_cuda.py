@@ -7,8 +7,9 @@ KVC_TEST_DEVICE picks the device (default cuda); with "cpu" the same checks run 
 server's resident memory instead, which is how the checks themselves are verified on a machine with no GPU.
 KVC_E2E_REQUESTS (default 50) is the number of requests after the first.
 
-Memory is read from nvidia-smi for the server's pid: the server registers the gauge kvc_device_memory_bytes
-but never sets it, so /metrics reads 0 (the test prints what it reads). Where nvidia-smi does not list the
+Memory is read from nvidia-smi for the server's pid, a reading outside the server; the test prints the
+server's own gauge kvc_device_memory_bytes (the caching allocator's reserved bytes after each call) beside
+it. Where nvidia-smi does not list the
 pid (a container's pid namespace), the GPU's whole used memory stands in: nothing else runs on the GPU
 during the test, which itself never touches CUDA.
 """
