@@ -5,6 +5,7 @@
 // that row must be <= 1e-3. (SmolLM2's logits reach ~20-30, so this allows about 0.02-0.03 absolute.)
 #include <cstdlib>
 #include <string>
+#include <tuple>
 
 #include "compressor/model/greedy.h"
 #include "compressor/model/llama_model.h"
@@ -37,6 +38,11 @@ class SmolLM2ParityTest : public ::testing::Test {
     delete ref_;
   }
   torch::Tensor Ref(const std::string& name) { return ref_->Load(name).value().clone(); }
+  // Reference prompt i: its token ids, the rows whose logits were saved, and those logits.
+  std::tuple<torch::Tensor, std::vector<int64_t>, torch::Tensor> Prompt(int i) {
+    const std::string p = "p" + std::to_string(i);
+    return {Ref(p + "_ids"), ToVector(Ref(p + "_rows")), Ref(p + "_logits")};
+  }
 
   static LlamaModel* model_;
   static SafetensorsWeights* ref_;
@@ -61,9 +67,7 @@ TEST_F(SmolLM2ParityTest, ConfigFromGgufMetadata) {
 TEST_F(SmolLM2ParityTest, LogitsMatchTransformers) {
   for (int i = 0; i < 3; ++i) {
     SCOPED_TRACE("prompt " + std::to_string(i));
-    torch::Tensor ids = Ref("p" + std::to_string(i) + "_ids");
-    std::vector<int64_t> rows = ToVector(Ref("p" + std::to_string(i) + "_rows"));
-    torch::Tensor want = Ref("p" + std::to_string(i) + "_logits");
+    const auto [ids, rows, want] = Prompt(i);
     const int64_t n = ids.size(0);
     KvCache cache = model_->NewCache();
     auto out = model_->Forward(ids, torch::arange(n, torch::kInt64), cache, {rows, 0});
@@ -131,9 +135,7 @@ TEST_F(SmolLM2ParityTest, Q4WeightsStayWithinBfloat16RoundingOfTransformers) {
   EXPECT_EQ((*q4)->fingerprint(), model_->fingerprint());
   for (int i = 0; i < 3; ++i) {
     SCOPED_TRACE("prompt " + std::to_string(i));
-    torch::Tensor ids = Ref("p" + std::to_string(i) + "_ids");
-    std::vector<int64_t> rows = ToVector(Ref("p" + std::to_string(i) + "_rows"));
-    torch::Tensor want = Ref("p" + std::to_string(i) + "_logits");
+    const auto [ids, rows, want] = Prompt(i);
     const int64_t n = ids.size(0);
     // One pass (expanded weights).
     KvCache one = (*q4)->NewCache();
