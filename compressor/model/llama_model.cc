@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "compressor/model/cpu_kernels.h"
 #include "compressor/model/fingerprint.h"
 #include "compressor/model/gguf_file.h"
 #include "compressor/model/gguf_weights.h"
@@ -232,6 +233,7 @@ LlamaModel::ChunkMask LlamaModel::MaskFor(int64_t past, int64_t n) const {
 }
 
 torch::Tensor LlamaModel::RmsNorm(const torch::Tensor& x, const torch::Tensor& w) const {
+  if (x.dim() == 2 && cpu_kernels::Eligible({&x, &w})) return cpu_kernels::RmsNorm(x, w, config_.rms_norm_eps);
   // Same operation order as transformers' LlamaRMSNorm: normalize in float32, then scale.
   torch::Tensor xf = x.to(torch::kFloat32);
   torch::Tensor var = xf.pow(2).mean(-1, /*keepdim=*/true);
@@ -342,7 +344,9 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
     x = x + L.wo.Apply(o);
     h = RmsNorm(x, L.ffn_norm);
     torch::Tensor gu = L.w_gate_up.Apply(h);  // [n, 2F]
-    torch::Tensor act = torch::silu(gu.narrow(1, 0, F)) * gu.narrow(1, F, F);
+    torch::Tensor act = gu.stride(1) == 1 && cpu_kernels::Eligible({&gu})
+                            ? cpu_kernels::SiluMul(gu)
+                            : torch::silu(gu.narrow(1, 0, F)) * gu.narrow(1, F, F);
     x = x + L.w_down.Apply(act);
   }
   if (!options.logits_for.empty()) {

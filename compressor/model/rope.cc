@@ -5,6 +5,7 @@
 #include <numbers>
 
 #include "absl/strings/str_cat.h"
+#include "compressor/model/cpu_kernels.h"
 
 namespace kvc {
 namespace {
@@ -120,6 +121,11 @@ std::pair<torch::Tensor, torch::Tensor> Rope::CosSin(const torch::Tensor& positi
 }
 
 torch::Tensor Rope::Apply(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  if (x.dim() == 3 && cos.dim() == 2 && cos.sizes() == sin.sizes() && cos.size(0) == x.size(1) &&
+      cos.size(1) == x.size(2) && cos.is_contiguous() && sin.is_contiguous() &&
+      cpu_kernels::Eligible({&x, &cos, &sin})) {
+    return cpu_kernels::Rotary(x, cos, sin);
+  }
   int64_t half = x.size(-1) / 2;
   torch::Tensor x1 = x.narrow(-1, 0, half);
   torch::Tensor x2 = x.narrow(-1, half, half);

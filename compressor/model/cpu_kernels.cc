@@ -1,0 +1,93 @@
+#include "compressor/model/cpu_kernels.h"
+
+#include <ATen/Parallel.h>
+
+#include <cmath>
+
+namespace kvc::cpu_kernels {
+namespace {
+
+// Rows per task: enough elements that splitting across threads pays for itself, so a decode step's single
+// row stays on the calling thread.
+int64_t Grain(int64_t row_elements) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, row_elements)); }
+
+}  // namespace
+
+bool Eligible(std::initializer_list<const torch::Tensor*> tensors) {
+  for (const torch::Tensor* t : tensors) {
+    if (!t->defined() || !t->device().is_cpu() || t->scalar_type() != torch::kFloat32) return false;
+  }
+  return true;
+}
+
+torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& w, double eps) {
+  const int64_t n = x.size(0), d = x.size(1);
+  torch::Tensor wc = w.contiguous();
+  torch::Tensor out = torch::empty({n, d}, x.options().memory_format(torch::MemoryFormat::Contiguous));
+  const float* xp = x.data_ptr<float>();
+  const float* wp = wc.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const int64_t rs = x.stride(0), cs = x.stride(1);
+  const float feps = static_cast<float>(eps);
+  at::parallel_for(0, n, Grain(d), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* xr = xp + r * rs;
+      double sum = 0;
+      for (int64_t i = 0; i < d; ++i) {
+        const float v = xr[i * cs];
+        sum += static_cast<double>(v * v);
+      }
+      const float inv = 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(d)) + feps);
+      float* orow = op + r * d;
+      for (int64_t i = 0; i < d; ++i) orow[i] = wp[i] * (xr[i * cs] * inv);
+    }
+  });
+  return out;
+}
+
+torch::Tensor Rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  const int64_t a = x.size(0), n = x.size(1), D = x.size(2), half = D / 2;
+  torch::Tensor out = torch::empty({a, n, D}, x.options().memory_format(torch::MemoryFormat::Contiguous));
+  const float* xp = x.data_ptr<float>();
+  const float* cp = cos.data_ptr<float>();
+  const float* sp = sin.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const int64_t s0 = x.stride(0), s1 = x.stride(1), s2 = x.stride(2);
+  at::parallel_for(0, a * n, Grain(D), [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t h = row / n, t = row % n;
+      const float* xr = xp + h * s0 + t * s1;
+      const float* c = cp + t * D;
+      const float* s = sp + t * D;
+      float* o = op + row * D;
+      // The composed form: x * cos + cat(-x2, x1) * sin, each product rounded before the sum.
+      for (int64_t i = 0; i < half; ++i) {
+        const float x1 = xr[i * s2], x2 = xr[(i + half) * s2];
+        const float p1 = x1 * c[i], r1 = -x2 * s[i];
+        const float p2 = x2 * c[i + half], r2 = x1 * s[i + half];
+        o[i] = p1 + r1;
+        o[i + half] = p2 + r2;
+      }
+    }
+  });
+  return out;
+}
+
+torch::Tensor SiluMul(const torch::Tensor& gate_up) {
+  const int64_t n = gate_up.size(0), F = gate_up.size(1) / 2;
+  torch::Tensor out = torch::empty({n, F}, gate_up.options().memory_format(torch::MemoryFormat::Contiguous));
+  const float* gp = gate_up.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const int64_t rs = gate_up.stride(0);
+  at::parallel_for(0, n, Grain(2 * F), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* g = gp + r * rs;
+      const float* u = g + F;
+      float* o = op + r * F;
+      for (int64_t i = 0; i < F; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    }
+  });
+  return out;
+}
+
+}  // namespace kvc::cpu_kernels

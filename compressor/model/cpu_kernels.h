@@ -1,0 +1,33 @@
+// Fused CPU loops for the small elementwise steps of a layer (RMS norm, rotary embedding, SiLU gate).
+//
+// Why: a one-token decode step on CPU is bound by the number of LibTorch operations, not by arithmetic
+// (each operation costs microseconds of dispatch and allocation; a layer's norms, rotary and gate alone
+// were ~30 of them). Each function here is one pass over the data and one allocation. They compute the
+// same IEEE operations in the same order as the composed tensor operations, except where noted, and accept
+// only float32 CPU tensors: callers check Eligible and otherwise use the composed operations.
+//
+// Thread safety: pure functions; rows are split across LibTorch's intra-op threads when there are many.
+#ifndef KVC_COMPRESSOR_MODEL_CPU_KERNELS_H_
+#define KVC_COMPRESSOR_MODEL_CPU_KERNELS_H_
+
+#include <torch/types.h>
+
+namespace kvc::cpu_kernels {
+
+// True when every tensor is a defined float32 CPU tensor.
+bool Eligible(std::initializer_list<const torch::Tensor*> tensors);
+
+// x [n, d] (any strides), w [d] -> w * (x * rsqrt(mean(x^2) + eps)) [n, d] contiguous. The mean is summed in
+// double, so it may differ from LibTorch's float32 reduction in the last bit.
+torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& w, double eps);
+
+// x [a, n, D] (any strides), cos and sin [n, D] contiguous -> x * cos + rotate_half(x) * sin [a, n, D]
+// contiguous, bit for bit the composed result.
+torch::Tensor Rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+
+// gate_up [n, 2F] (gate then up, rows contiguous) -> silu(gate) * up [n, F] contiguous.
+torch::Tensor SiluMul(const torch::Tensor& gate_up);
+
+}  // namespace kvc::cpu_kernels
+
+#endif  // KVC_COMPRESSOR_MODEL_CPU_KERNELS_H_
