@@ -17,8 +17,9 @@ absl::Status WithField(const absl::Status& status, absl::string_view field) {
 }
 
 const std::vector<std::string>& KnownMethods() {
-  static const auto* const kMethods = new std::vector<std::string>{"finch", "focus", "knorm", "none", "random",
-                                                                   "snapkv", "streaming_llm", "truncate"};
+  static const auto* const kMethods = new std::vector<std::string>{"finch", "focus", "knorm", "none", "novelty",
+                                                                   "random", "snapkv", "streaming_llm",
+                                                                   "truncate"};
   return *kMethods;
 }
 

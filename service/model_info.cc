@@ -40,6 +40,33 @@ const char* ShortDtype(const std::string& dtype) {
   return "f32";
 }
 
+// Options focus and novelty share: how token scores become kept spans.
+kvc::v1::MethodOption SpanOption() {
+  return Option("span", "sentence",
+                "Unit of selection: token, word (a number or name is kept whole), sentence (the text's sentences "
+                "and lines, cut into pieces of at most span_tokens) or fixed (runs of span_tokens).");
+}
+kvc::v1::MethodOption SpanTokensOption() {
+  return Option("span_tokens", "32", "Longest sentence piece, or the length of fixed spans; 1 to 65536.");
+}
+kvc::v1::MethodOption SpanPoolOption() {
+  return Option("span_pool", "max", "A span's score from its tokens' scores: max or mean.");
+}
+kvc::v1::MethodOption PoolKernelOption() {
+  return Option("pool_kernel", "0", "Max-pool the token scores over this many neighbours first (odd; 0: off).");
+}
+kvc::v1::MethodOption SinksOption() {
+  return Option("sinks", "4", "First context tokens always kept (attention sinks), 0 to 65536.");
+}
+kvc::v1::MethodOption RerotateOption() {
+  return Option("rerotate", "true", "Re-rotate kept keys to contiguous positions (true/false).");
+}
+kvc::v1::MethodOption PrefixInBudgetOption() {
+  return Option("prefix_in_budget", "false",
+                "Count the protected prefix in a ratio's budget (C / ratio kept, as other methods); by default the "
+                "ratio applies to the documents and the prefix is kept on top (true/false).");
+}
+
 }  // namespace
 
 std::vector<kvc::v1::MethodInfo> MethodCatalog(int64_t prefill_chunk) {
@@ -72,22 +99,14 @@ std::vector<kvc::v1::MethodInfo> MethodCatalog(int64_t prefill_chunk) {
                      "give it (relevance, not attention mass), each head's scores summing to 1; attention: "
                      "finch's vote."),
               Option("doc_rows", "128", "Document rows per chunk sampled for the contrast, 1 to 65536."),
-              Option("span", "sentence",
-                     "Unit of selection: token, word (a number or name is kept whole), sentence (the text's "
-                     "sentences and lines, cut into pieces of at most span_tokens) or fixed (runs of span_tokens)."),
-              Option("span_tokens", "32", "Longest sentence piece, or the length of fixed spans; 1 to 65536."),
-              Option("span_pool", "max", "A span's score from its tokens' scores: max or mean."),
-              Option("pool_kernel", "0", "Max-pool the token scores over this many neighbours first (odd; 0: off)."),
+              SpanOption(), SpanTokensOption(), SpanPoolOption(), PoolKernelOption(),
               Option("selection", "shared",
                      "shared: the same tokens in every layer and head; layer: one set per layer; kv_head: one set "
                      "per KV head and layer."),
-              Option("sinks", "4", "First context tokens always kept (attention sinks), 0 to 65536."),
+              SinksOption(),
               Option("head_weight", "uniform", "uniform, or peak: weigh each head by its largest score."),
               Option("normalize", "false", "Finch's row scaling of the query attention (true/false)."),
-              Option("rerotate", "true", "Re-rotate kept keys to contiguous positions (true/false)."),
-              Option("prefix_in_budget", "false",
-                     "Count the protected prefix in a ratio's budget (C / ratio kept, as other methods); by "
-                     "default the ratio applies to the documents and the prefix is kept on top (true/false).")}),
+              RerotateOption(), PrefixInBudgetOption()}),
       Method("knorm", false, {ChunkTokens(chunk)}),
       Method("none", false, {ChunkTokens(chunk)}),
       Method("random", false,
@@ -108,6 +127,12 @@ std::vector<kvc::v1::MethodInfo> MethodCatalog(int64_t prefill_chunk) {
               Option("n_sink", "4",
                      "Attention sinks: leading tokens always kept besides the most recent ones, an integer from 0 "
                      "to 1048576.")}),
+      Method("novelty", false,
+             {Option("chunk_tokens", "2048",
+                     "Context tokens per chunk of the prefill, each scored as it is read (1 to 16777216, at most "
+                     "the model window); memory is bounded by budget + chunk."),
+              SpanOption(), SpanTokensOption(), SpanPoolOption(), PoolKernelOption(), SinksOption(),
+              RerotateOption(), PrefixInBudgetOption()}),
       Method("truncate", false, {ChunkTokens(chunk)}),
   };
   std::sort(methods.begin(), methods.end(),

@@ -35,6 +35,18 @@
 // target_tokens counts every kept token, the prefix included.
 // A prefilled context is one chunk, and since its rows' queries are gone, score=contrast uses the suffix's
 // attention alone there (as score=attention).
+//
+// novelty: the same loop, spans and selection with no query at all, for caches made before any question
+// (Precompute QUERY_AGNOSTIC). A document that answers questions nobody has asked yet is mostly what its
+// own bulk predicts, plus the facts that depart from it (a pass key in a license text, a figure in an essay).
+// What the rest of the document can stand in for is what a reader of the kept cache can best do without (the
+// idea behind KVzip's reconstruction score), so novelty keeps the spans least like the document around them:
+// each token's hidden state after the middle layer (the layers where a small model's representations are
+// most about meaning), centred on the chunk's mean and unit-normalized; a span's score is the cosine
+// distance of its tokens' mean direction from the chunk's mean direction, and every token of the span gets
+// it. Distances are on one scale in every chunk, so kept entries keep the score they were chosen with. One
+// ranking for every layer and head.
+// It needs the context's hidden states, so it does not select from stored caches (CompressionInput::prefilled).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -72,6 +84,9 @@ struct FocusOptions {
   int64_t pyramid_last = 50;   // the last layer's share of the mean budget, percent
   bool adaptive = false;       // head_budget=adaptive
   int64_t head_floor = 20;     // percent of the per-head budget that every head keeps at least
+  bool novelty = false;        // the method "novelty": scores from the document alone, no query
+  bool novelty_tokens = false;  // novelty score=token: each token's own distance, pooled over its span
+  int64_t novelty_window = 0;   // novelty window: tokens around each one that it is compared with (0: the chunk)
 };
 
 // Kept slots of one layer: idx [R, slots] ascending, then padding; valid [R, slots] bool, or undefined when no
@@ -169,9 +184,14 @@ torch::Tensor DocAttention(const torch::Tensor& queries, const torch::Tensor& ke
 class Focus : public MethodBase {
  public:
   Focus(CompressionSpec spec, FocusOptions o) : MethodBase(std::move(spec)), o_(o) {}
-  bool query_aware() const override { return true; }
+  bool query_aware() const override { return !o_.novelty; }
 
   absl::StatusOr<CompressionResult> DoCompress(const CompressionInput& in) const override {
+    if (o_.novelty && in.prefilled != nullptr) {
+      return absl::FailedPreconditionError(
+          "method novelty scores the context's hidden states as it prefills them, which stored caches do not "
+          "hold: compress the documents' text instead of document_cache_ids");
+    }
     const LlamaModel& model = *in.model;
     const int64_t C = ContextLength(in), Q = static_cast<int64_t>(in.suffix.size());
     KVC_ASSIGN_OR_RETURN(const int64_t chunk, QueryGuidedChunk(in, o_.chunk));
@@ -186,23 +206,29 @@ class Focus : public MethodBase {
     torch::Tensor query = torch::tensor(in.suffix, torch::kInt64);
     const auto on_device = torch::TensorOptions().dtype(torch::kInt64).device(model.device());
     int64_t next = 0;
+    torch::Tensor carried;  // novelty: [kept slots] the kept entries' scores
     for (int64_t start = 0; start < C; start += chunk) {
       KVC_RETURN_IF_ERROR(CheckCancelled(in));
       auto t0 = std::chrono::steady_clock::now();
       const int64_t len = std::min(chunk, C - start);
       const int64_t kept_before = cache.length();
       std::vector<torch::Tensor> doc_queries;
-      torch::Tensor doc_rows;
+      torch::Tensor doc_rows, chunk_scores;
       if (in.prefilled != nullptr) {
         KVC_ASSIGN_OR_RETURN(cache, ContextCache(in, chunk, /*stats=*/nullptr));
       } else {
         ForwardOptions chunk_fo;
         const bool sample = o_.contrast && o_.doc_rows > 0;
         if (sample) chunk_fo.capture_rows = SampledRows(std::min(o_.doc_rows, len), len);
+        if (o_.novelty) chunk_fo.capture_hidden_after = NoveltyLayer(model);
         KVC_ASSIGN_OR_RETURN(ForwardOutput chunk_out,
                              model.Forward(context.narrow(0, start, len), torch::arange(next, next + len, on_device),
                                            cache, chunk_fo));
         cache.SetPositions(kept_before, torch::arange(start, start + len, on_device));
+        if (o_.novelty) {
+          chunk_scores =
+              NoveltyScores(chunk_out.hidden, ids.span.narrow(0, start, len), o_.novelty_tokens, o_.novelty_window);
+        }
         if (sample) {
           doc_queries = std::move(chunk_out.queries);
           doc_rows = torch::tensor(chunk_fo.capture_rows, torch::kInt64).to(model.device()) + kept_before;
@@ -210,26 +236,36 @@ class Focus : public MethodBase {
       }
       next += len;
       const int64_t scored = cache.length();
-      ForwardOptions fo;
-      fo.capture_queries = Q;
-      KVC_ASSIGN_OR_RETURN(ForwardOutput out, model.Forward(query, torch::arange(next, next + Q, on_device), cache, fo));
       int64_t k = KeptSoFar(k_ctx, start + len, C);
       k = std::min(std::max(k, std::min(protect, scored)), scored);
-
-      std::optional<DocRows> rows;
-      if (!doc_queries.empty()) rows = MakeDocRows(doc_rows, scored);
-      std::vector<torch::Tensor> scores;  // per layer [Hkv, scored] (the suffix's KV is still in the cache)
-      for (int64_t l = 0; l < cache.num_layers(); ++l) {
-        scores.push_back(LayerScores(out.queries[l], cache.Keys(l), cache.Valid(l),
-                                     rows ? &doc_queries[l] : nullptr, rows, scored));
+      std::vector<torch::Tensor> scores;  // per layer [Hkv, scored]
+      if (o_.novelty) {
+        torch::Tensor all = carried.defined() ? torch::cat({carried, chunk_scores}) : chunk_scores;
+        for (int64_t l = 0; l < cache.num_layers(); ++l) {
+          scores.push_back(all.unsqueeze(0).expand({cache.shape().kv_heads, scored}));
+        }
+      } else {
+        ForwardOptions fo;
+        fo.capture_queries = Q;
+        KVC_ASSIGN_OR_RETURN(ForwardOutput out,
+                             model.Forward(query, torch::arange(next, next + Q, on_device), cache, fo));
+        std::optional<DocRows> rows;
+        if (!doc_queries.empty()) rows = MakeDocRows(doc_rows, scored);
+        // The suffix's KV is still in the cache while scoring.
+        for (int64_t l = 0; l < cache.num_layers(); ++l) {
+          scores.push_back(LayerScores(out.queries[l], cache.Keys(l), cache.Valid(l),
+                                       rows ? &doc_queries[l] : nullptr, rows, scored));
+        }
+        cache.Truncate(scored);
       }
-      cache.Truncate(scored);
       // Every layer keeps the same number of slots (padding where its budget is smaller), so that the next
       // chunk lands at the same slots, and rotary positions, in all of them.
       std::vector<Kept> kept = Select(cache, scores, ids, k, protect);
       for (int64_t l = 0; l < cache.num_layers(); ++l) {
         GatherLayer(cache, l, kept[l].idx, o_.rerotate, model.rope(), kept[l].valid);
       }
+      // One shared ranking: every layer and head keeps the same slots.
+      if (o_.novelty) carried = scores[0][0].gather(0, kept[0].idx[0]);
       next = o_.rerotate ? cache.length() : start + len;
       stats.chunk_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
@@ -263,6 +299,40 @@ class Focus : public MethodBase {
     }
     if (o_.peak_weight) s = s * std::get<0>(s.max(1, /*keepdim=*/true)) * s.size(0);
     return GroupMean(s, Hkv);
+  }
+
+  // The hidden states novelty reads: after the middle decoder layer.
+  static int64_t NoveltyLayer(const LlamaModel& model) {
+    const int64_t L = model.config().num_layers;
+    return std::min(L, L / 2 + 1);
+  }
+
+  // Per token of a chunk, its span's novelty: hidden [len, d] states, span [len] ascending span ids. Returns
+  // [len] float32 cosine distances in [0, 2].
+  static torch::Tensor NoveltyScores(const torch::Tensor& hidden, const torch::Tensor& span, bool per_token,
+                                     int64_t window) {
+    torch::Tensor h = hidden.to(torch::kFloat32);
+    h = h - h.mean(0, /*keepdim=*/true);
+    torch::Tensor u = h / h.norm(2, -1, /*keepdim=*/true).clamp_min(1e-12);
+    const int64_t n = u.size(0);
+    torch::Tensor centre;  // [n, d] the reference direction at each token
+    if (window > 0 && window < n) {
+      // The mean over the `window` tokens around each one, from prefix sums.
+      torch::Tensor cs = torch::cat({torch::zeros({1, u.size(1)}, u.options()), u.cumsum(0)});
+      torch::Tensor t = torch::arange(n, torch::TensorOptions().dtype(torch::kInt64).device(u.device()));
+      torch::Tensor lo = (t - window / 2).clamp(0, n - window), hi = lo + window;
+      centre = cs.index_select(0, hi) - cs.index_select(0, lo);
+    } else {
+      centre = u.mean(0, /*keepdim=*/true).expand({n, u.size(1)});
+    }
+    centre = centre / centre.norm(2, -1, /*keepdim=*/true).clamp_min(1e-12);
+    if (per_token) return 1 - (u * centre).sum(-1);
+    torch::Tensor local = span - span[0];
+    const int64_t spans = local[-1].item<int64_t>() + 1;
+    torch::Tensor dir = torch::zeros({spans, u.size(1)}, u.options()).index_add_(0, local, u);
+    torch::Tensor ref = torch::zeros({spans, u.size(1)}, u.options()).index_add_(0, local, centre);
+    torch::Tensor cos = (dir * ref).sum(-1) / (dir.norm(2, -1) * ref.norm(2, -1)).clamp_min(1e-12);
+    return (1 - cos).index_select(0, local);
   }
 
   // The slots to keep in each layer, from per-layer scores [Hkv, scored] of the cache's slots; k is the mean
@@ -414,19 +484,9 @@ absl::StatusOr<T> Pick(const MethodOptions& o, const std::string& name, const st
   return absl::InternalError("unreachable");
 }
 
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeFocus(const CompressionSpec& spec) {
-  KVC_ASSIGN_OR_RETURN(
-      MethodOptions o,
-      MethodOptions::Parse(spec.method, spec.options,
-                           {"chunk_tokens", "score", "doc_rows", "span", "span_tokens", "span_pool", "pool_kernel",
-                            "selection", "sinks", "head_weight", "normalize", "rerotate", "prefix_in_budget",
-                            "layer_budget", "pyramid_last", "head_budget", "head_floor"}));
-  FocusOptions f;
+// The options of the loop, the spans and the budgets, which focus and novelty share.
+absl::Status ParseSpanOptions(const MethodOptions& o, FocusOptions& f) {
   KVC_ASSIGN_OR_RETURN(f.chunk, o.Int("chunk_tokens", 2048, 1, int64_t{1} << 24));
-  KVC_ASSIGN_OR_RETURN(f.contrast, Pick<bool>(o, "score", "contrast", {{"contrast", true}, {"attention", false}}));
-  KVC_ASSIGN_OR_RETURN(f.doc_rows, o.Int("doc_rows", 128, 1, 1 << 16));
   KVC_ASSIGN_OR_RETURN(f.span, Pick<Span>(o, "span", "sentence",
                                           {{"token", Span::kToken},
                                            {"word", Span::kWord},
@@ -439,17 +499,51 @@ absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeFocus(const CompressionSp
     return absl::InvalidArgumentError(
         absl::StrCat("options.pool_kernel: ", f.pool_kernel, " must be odd (it is centred on each token) or 0"));
   }
-  KVC_ASSIGN_OR_RETURN(f.selection, Pick<Selection>(o, "selection", "shared",
-                                                    {{"shared", Selection::kShared},
-                                                     {"layer", Selection::kLayer},
-                                                     {"kv_head", Selection::kKvHead}}));
   KVC_ASSIGN_OR_RETURN(f.sinks, o.Int("sinks", 4, 0, 1 << 16));
-  KVC_ASSIGN_OR_RETURN(f.peak_weight, Pick<bool>(o, "head_weight", "uniform", {{"uniform", false}, {"peak", true}}));
-  KVC_ASSIGN_OR_RETURN(f.normalize, o.Bool("normalize", false));
   KVC_ASSIGN_OR_RETURN(f.rerotate, o.Bool("rerotate", true));
   KVC_ASSIGN_OR_RETURN(f.prefix_in_budget, o.Bool("prefix_in_budget", false));
   KVC_ASSIGN_OR_RETURN(f.pyramid, Pick<bool>(o, "layer_budget", "uniform", {{"uniform", false}, {"pyramid", true}}));
   KVC_ASSIGN_OR_RETURN(f.pyramid_last, o.Int("pyramid_last", 50, 1, 100));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// Options that novelty shares with focus; the others are about attention scores, which novelty has not.
+absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeNovelty(const CompressionSpec& spec) {
+  KVC_ASSIGN_OR_RETURN(MethodOptions o, MethodOptions::Parse(spec.method, spec.options,
+                                                             {"chunk_tokens", "score", "window", "span", "span_tokens",
+                                                              "span_pool",
+                                                              "pool_kernel", "sinks", "rerotate", "prefix_in_budget",
+                                                              "layer_budget", "pyramid_last"}));
+  FocusOptions f;
+  f.novelty = true;
+  f.contrast = false;
+  f.selection = Selection::kShared;
+  KVC_RETURN_IF_ERROR(ParseSpanOptions(o, f));
+  KVC_ASSIGN_OR_RETURN(f.novelty_tokens, Pick<bool>(o, "score", "span", {{"span", false}, {"token", true}}));
+  KVC_ASSIGN_OR_RETURN(f.novelty_window, o.Int("window", 0, 0, int64_t{1} << 24));
+  return std::unique_ptr<CompressionMethod>(new Focus(spec, f));
+}
+
+absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeFocus(const CompressionSpec& spec) {
+  if (spec.method == "novelty") return MakeNovelty(spec);
+  KVC_ASSIGN_OR_RETURN(
+      MethodOptions o,
+      MethodOptions::Parse(spec.method, spec.options,
+                           {"chunk_tokens", "score", "doc_rows", "span", "span_tokens", "span_pool", "pool_kernel",
+                            "selection", "sinks", "head_weight", "normalize", "rerotate", "prefix_in_budget",
+                            "layer_budget", "pyramid_last", "head_budget", "head_floor"}));
+  FocusOptions f;
+  KVC_RETURN_IF_ERROR(ParseSpanOptions(o, f));
+  KVC_ASSIGN_OR_RETURN(f.contrast, Pick<bool>(o, "score", "contrast", {{"contrast", true}, {"attention", false}}));
+  KVC_ASSIGN_OR_RETURN(f.doc_rows, o.Int("doc_rows", 128, 1, 1 << 16));
+  KVC_ASSIGN_OR_RETURN(f.selection, Pick<Selection>(o, "selection", "shared",
+                                                    {{"shared", Selection::kShared},
+                                                     {"layer", Selection::kLayer},
+                                                     {"kv_head", Selection::kKvHead}}));
+  KVC_ASSIGN_OR_RETURN(f.peak_weight, Pick<bool>(o, "head_weight", "uniform", {{"uniform", false}, {"peak", true}}));
+  KVC_ASSIGN_OR_RETURN(f.normalize, o.Bool("normalize", false));
   KVC_ASSIGN_OR_RETURN(f.adaptive, Pick<bool>(o, "head_budget", "uniform", {{"uniform", false}, {"adaptive", true}}));
   KVC_ASSIGN_OR_RETURN(f.head_floor, o.Int("head_floor", 20, 0, 100));
   if (f.adaptive && f.selection != Selection::kKvHead) {

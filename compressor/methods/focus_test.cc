@@ -301,5 +301,55 @@ TEST_F(FocusTest, BadOptionsAndBoundariesGetPreciseErrors) {
       << "focus scores with the query";
 }
 
+TEST_F(FocusTest, NoveltyKeepsTheSpanUnlikeTheRestWithoutAQuery) {
+  // A document of one repeated token with a sentence of eight different ones in its middle: their hidden
+  // states are the ones far from their neighbours'.
+  CompressionInput in = Input(0, 0, /*protected_prefix=*/4);
+  in.context = {1, 2, 3, 4};
+  for (int64_t i = 0; i < 300; ++i) in.context.push_back(i >= 148 && i < 156 ? 200 + 13 * (i - 148) : 77);
+  in.boundaries = Boundaries(304, 1, 8);  // the odd sentence is context[152, 160)
+  CompressionSpec spec;
+  spec.method = "novelty";
+  // The first tokens, which a random model reads differently while its attention still averages over few
+  // earlier ones, are sinks here; then the prefix, the sinks and the odd sentence fill the budget.
+  spec.target_tokens = 4 + 4 + 8;
+  spec.options = {{"chunk_tokens", "512"}, {"sinks", "4"}, {"window", "64"}};
+  auto method = CreateCompressionMethod(spec);
+  ASSERT_TRUE(method.ok()) << method.status();
+  EXPECT_FALSE((*method)->query_aware());
+  auto r = (*method)->Compress(in);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const torch::Tensor kept = r->stats.kept_positions[0][0];
+  ASSERT_EQ(kept.size(0), 16);
+  for (int64_t i = 0; i < 8; ++i) EXPECT_EQ(kept[8 + i].item<int64_t>(), 152 + i) << i;
+  for (const torch::Tensor& layer : r->stats.kept_positions) {
+    for (int64_t h = 0; h < layer.size(0); ++h) EXPECT_TRUE(torch::equal(layer[h], kept));
+  }
+
+  // The question changes nothing, and chunking only bounds the memory.
+  in.suffix = {5, 6, 7};
+  auto with_query = (*method)->Compress(in);
+  ASSERT_TRUE(with_query.ok()) << with_query.status();
+  EXPECT_TRUE(torch::equal(with_query->stats.kept_positions[0], r->stats.kept_positions[0]));
+  auto chunked = Run("novelty", 4, {{"chunk_tokens", "64"}}, Input(600, 0, 10));
+  ASSERT_TRUE(chunked.ok()) << chunked.status();
+  EXPECT_EQ(chunked->stats.tokens_out, 10 + KeptTokens(4, 0, 590).value());
+  EXPECT_LE(chunked->stats.peak_cache_entries, chunked->stats.tokens_out + 64);
+}
+
+TEST_F(FocusTest, NoveltyRefusesStoredCachesAndAttentionOptions) {
+  CompressionInput in = Input(200, 0);
+  KvCache full = model_->NewCache();
+  ASSERT_TRUE(model_->Prefill(in.context, full).ok());
+  in.prefilled = &full;
+  auto r = Run("novelty", 4, {}, in);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("document_cache_ids"), std::string::npos) << r.status();
+  for (const char* name : {"score", "selection", "doc_rows", "head_budget"}) {  // score is span or token
+    auto bad = Run("novelty", 4, {{name, "x"}}, Input(100, 0));
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << name;
+  }
+}
+
 }  // namespace
 }  // namespace kvc

@@ -204,7 +204,7 @@ absl::StatusOr<std::unique_ptr<CompressionMethod>> CreateCompressionMethod(const
     return absl::InvalidArgumentError(absl::StrCat("ratio or target_tokens is required for method ", m));
   }
   if (m == "finch") return MakeFinch(spec);
-  if (m == "focus") return MakeFocus(spec);
+  if (m == "focus" || m == "novelty") return MakeFocus(spec);
   if (m == "snapkv") return MakeSnapKv(spec);
   if (m == "streaming_llm") return MakeStreamingLlm(spec);
   if (m == "knorm") return MakeKnorm(spec);
@@ -212,7 +212,7 @@ absl::StatusOr<std::unique_ptr<CompressionMethod>> CreateCompressionMethod(const
   if (m == "truncate") return MakeTruncate(spec);
   if (m == "none") return MakeNone(spec);
   return absl::InvalidArgumentError(absl::StrCat(
-      "method: unknown method '", m, "' (known: focus, finch, snapkv, streaming_llm, knorm, random, truncate, none)"));
+      "method: unknown method '", m, "' (known: focus, finch, snapkv, novelty, streaming_llm, knorm, random, truncate, none)"));
 }
 
 }  // namespace kvc

@@ -277,6 +277,10 @@ absl::StatusOr<ForwardOutput> LlamaModel::Forward(const torch::Tensor& tokens, c
       return absl::InvalidArgumentError(absl::StrCat("Forward: capture_rows index ", i, " is outside the chunk of ", n));
     }
   }
+  if (options.capture_hidden_after < 0 || options.capture_hidden_after > config_.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("Forward: capture_hidden_after ", options.capture_hidden_after,
+                                                   " must be in [0, ", config_.num_layers, "]"));
+  }
   std::vector<int64_t> before(config_.num_layers);
   for (int64_t l = 0; l < config_.num_layers; ++l) before[l] = cache.length(l);
   auto result = CatchTorch([&] { return ForwardImpl(ids, positions, cache, options); });
@@ -348,6 +352,7 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
                             ? cpu_kernels::SiluMul(gu)
                             : torch::silu(gu.narrow(1, 0, F)) * gu.narrow(1, F, F);
     x = x + L.w_down.Apply(act);
+    if (l + 1 == options.capture_hidden_after) out.hidden = x;
   }
   if (!options.logits_for.empty()) {
     torch::Tensor idx = torch::tensor(options.logits_for, torch::kInt64).to(device_);

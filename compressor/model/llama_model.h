@@ -42,11 +42,14 @@ struct ForwardOptions {
   int64_t capture_queries = 0;
   // Or of these rows of the chunk ([R] int64, ascending, in 0..n-1), which copies only R rows per layer.
   std::vector<int64_t> capture_rows;
+  // Capture the hidden states (the residual stream) after this many decoder layers, 1..num_layers (0: none).
+  int64_t capture_hidden_after = 0;
 };
 
 struct ForwardOutput {
   torch::Tensor logits;                // [logits_for.size(), vocab] float32 (undefined when none asked)
   std::vector<torch::Tensor> queries;  // per layer [num_heads, N or R, head_dim] in the model dtype
+  torch::Tensor hidden;                // [n, hidden] in the model dtype (undefined when not asked)
 };
 
 class LlamaModel {
