@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <deque>
 #include <optional>
 #include <string>
 #include <utility>
@@ -106,8 +107,19 @@ absl::Status ValidateRequest(const GenerateRequest& r, const ModelRuntime& runti
       }
       break;
     }
+    case GenerateRequest::kQuestions: {
+      const auto& questions = r.questions().queries();
+      if (questions.empty() || questions.size() > max_documents) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("questions: ", questions.size(), " questions, must be 1 to ", max_documents));
+      }
+      for (int i = 0; i < questions.size(); ++i) {
+        if (questions[i].empty()) return absl::InvalidArgumentError(absl::StrCat("questions[", i, "]: empty"));
+      }
+      break;
+    }
     case GenerateRequest::PROMPT_NOT_SET:
-      return absl::InvalidArgumentError("prompt: empty (set query or suffix_ids)");
+      return absl::InvalidArgumentError("prompt: empty (set query, suffix_ids or questions)");
   }
   KVC_RETURN_IF_ERROR(SamplingFromProto(r.sampling()).status());
   return runtime.CheckRequestedModel(r.has_model() ? std::optional<std::string>(r.model()) : std::nullopt);
@@ -214,21 +226,13 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
       final_status_ = StopStatus();
       return Action::kFinish;
     }
-    if (pending_delta_.has_value()) {
-      writing_.Clear();
-      *writing_.mutable_delta() = std::move(*pending_delta_);
-      pending_delta_.reset();
+    if (!pending_.empty()) {
+      writing_ = std::move(pending_.front());
+      pending_.pop_front();
       write_in_flight_ = true;
       return Action::kWrite;
     }
     if (!work_done_) return Action::kNone;
-    if (pending_usage_.has_value()) {
-      writing_.Clear();
-      *writing_.mutable_usage() = std::move(*pending_usage_);
-      pending_usage_.reset();
-      write_in_flight_ = true;
-      return Action::kWrite;
-    }
     finished_ = true;
     return Action::kFinish;
   }
@@ -264,33 +268,45 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
     Finish(ToGrpcStatus(status));
   }
 
-  // The worker's last word: the stream ends with `status` (after `usage` when OK) once pending writes are out.
-  void Complete(absl::Status status, std::optional<v1::Usage> usage = std::nullopt) {
+  // The worker's last word: the stream ends with `status` once pending writes are out.
+  void Complete(absl::Status status) {
     Action action;
     {
       absl::MutexLock lock(&mu_);
       work_done_ = true;
-      if (!finished_) {
-        final_status_ = std::move(status);
-        pending_usage_ = std::move(usage);
-      }
+      if (!finished_) final_status_ = std::move(status);
       action = NextLocked();
     }
     Perform(action);
   }
 
-  // From the decode thread: queue one token; coalesced into the pending delta while a write is in flight.
-  void Emit(const GenerationPiece& piece) {
+  // From the decode thread: one question's totals, written after its last delta.
+  void EmitUsage(v1::Usage usage) {
     Action action;
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
-      if (!pending_delta_.has_value()) {
-        pending_delta_.emplace();
-        pending_delta_->set_index(static_cast<int32_t>(piece.index));
+      *pending_.emplace_back().mutable_usage() = std::move(usage);
+      action = NextLocked();
+    }
+    Perform(action);
+  }
+
+  // From the decode thread: queue one token; coalesced into the question's pending delta while a write is in
+  // flight.
+  void Emit(int32_t question, const GenerationPiece& piece) {
+    Action action;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      if (pending_.empty() || !pending_.back().has_delta() || pending_.back().delta().question() != question) {
+        v1::TextDelta* delta = pending_.emplace_back().mutable_delta();
+        delta->set_index(static_cast<int32_t>(piece.index));
+        delta->set_question(question);
       }
-      pending_delta_->add_token_ids(static_cast<int32_t>(piece.token_id));
-      pending_delta_->mutable_text()->append(piece.text);
+      v1::TextDelta* delta = pending_.back().mutable_delta();
+      delta->add_token_ids(static_cast<int32_t>(piece.token_id));
+      delta->mutable_text()->append(piece.text);
       action = NextLocked();
     }
     Perform(action);
@@ -314,23 +330,33 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
     }
 
     ReachPausePoint(svc.options_.pause_points, pause_point::kGenerateTokenize, StoppedFn());
-    const Clock::time_point t_tokenize = Clock::now();
-    if (request_.has_query()) {
-      absl::StatusOr<std::vector<int64_t>> suffix = svc.runtime_->EncodeSuffix(request_.query());
-      if (!suffix.ok()) {
-        return Complete(absl::Status(suffix.status().code(), absl::StrCat("query: ", suffix.status().message())));
-      }
-      suffix_ = std::move(*suffix);
-    } else {
-      suffix_.assign(request_.suffix_ids().ids().begin(), request_.suffix_ids().ids().end());
+    std::vector<std::pair<std::string, const std::string*>> texts;  // (field, question)
+    if (request_.has_query()) texts.emplace_back("query", &request_.query());
+    for (int i = 0; i < request_.questions().queries_size(); ++i) {
+      texts.emplace_back(absl::StrCat("questions[", i, "]"), &request_.questions().queries(i));
     }
-    tokenize_seconds_ = Seconds(t_tokenize, Clock::now());
+    for (const auto& [field, text] : texts) {
+      const Clock::time_point t_tokenize = Clock::now();
+      absl::StatusOr<std::vector<int64_t>> suffix = svc.runtime_->EncodeSuffix(*text);
+      if (!suffix.ok()) {
+        return Complete(absl::Status(suffix.status().code(), absl::StrCat(field, ": ", suffix.status().message())));
+      }
+      suffixes_.push_back(std::move(*suffix));
+      tokenize_seconds_.push_back(Seconds(t_tokenize, Clock::now()));
+    }
+    if (request_.has_suffix_ids()) {
+      suffixes_.emplace_back(request_.suffix_ids().ids().begin(), request_.suffix_ids().ids().end());
+      tokenize_seconds_.push_back(0);
+    }
 
     if (absl::Status fits = CheckWindow(); !fits.ok()) return Complete(fits);
     if (Stopped()) return Complete(StopStatus());
 
     Job job;
-    job.cost_tokens = static_cast<int64_t>(suffix_.size()) + sampling_.max_tokens;
+    job.cost_tokens = 0;
+    for (const std::vector<int64_t>& suffix : suffixes_) {
+      job.cost_tokens += static_cast<int64_t>(suffix.size()) + sampling_.max_tokens;
+    }
     job.deadline = deadline_;
     job.cancelled = [this] { return cancelled_.load(); };
     job.run = [this](const JobStart& start) {
@@ -350,7 +376,8 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
   }
 
   // The window check of kvc::Generator, made before the request takes a place in the queue: positions used
-  // are the composed caches', the prompt's and every generated token's but the last (never fed back).
+  // are the composed caches', the prompt's and every generated token's but the last (never fed back). The
+  // longest of several questions decides.
   absl::Status CheckWindow() const {
     int64_t start = 0;
     if (loaded_.size() == 1) {
@@ -361,7 +388,8 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
       }
     }
     const int64_t window = service_->runtime_->model().config().max_position_embeddings;
-    const int64_t prompt = static_cast<int64_t>(suffix_.size());
+    int64_t prompt = 0;
+    for (const std::vector<int64_t>& suffix : suffixes_) prompt = std::max(prompt, static_cast<int64_t>(suffix.size()));
     if (start + prompt + sampling_.max_tokens - 1 <= window) return absl::OkStatus();
     const int64_t room = window - start - prompt + 1;
     return absl::OutOfRangeError(absl::StrCat(
@@ -371,7 +399,14 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
                                 : std::string("; the prompt alone does not fit")));
   }
 
-  // On a scheduler worker: compose, then decode while streaming.
+  // The request's common work, reported in the first question's timings.
+  struct SharedWork {
+    double queue_seconds = 0;
+    double load_seconds = 0;
+    double compose_seconds = 0;
+  };
+
+  // On a scheduler worker: compose once, then answer each question from the composed cache while streaming.
   void Decode(const JobStart& start) {
     const GeneratorServiceImpl& svc = *service_;
     const double queue_seconds = absl::ToDoubleSeconds(start.queued);
@@ -385,9 +420,29 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
     const double compose_seconds = Seconds(t_compose, Clock::now());
     if (!composed.ok()) return Complete(composed.status());
 
+    for (size_t q = 0; q < suffixes_.size(); ++q) {
+      if (Stopped()) return Complete(StopStatus());
+      // Only the first question waited and loaded; the later ones reuse its composed cache.
+      SharedWork shared;
+      if (q == 0) shared = {queue_seconds, load_seconds_, compose_seconds};
+      absl::StatusOr<v1::Usage> usage = Answer(static_cast<int32_t>(q), *composed, shared);
+      if (!usage.ok()) return Complete(usage.status());
+      ReachPausePoint(svc.options_.pause_points, pause_point::kGenerateStream, StoppedFn());
+      // A deadline that passed before the usage went out ends the call as the client sees it, even before
+      // gRPC's own timer cancels the stream.
+      if (Stopped()) return Complete(StopStatus());
+      EmitUsage(*std::move(usage));
+    }
+    Complete(absl::OkStatus());
+  }
+
+  // Decodes question q from the composed cache (which the generator copies, leaving it for the next one),
+  // streaming its tokens; returns its usage, with `shared` as its part of the request's common work.
+  absl::StatusOr<v1::Usage> Answer(int32_t q, const KvCache& composed, const SharedWork& shared) {
+    const GeneratorServiceImpl& svc = *service_;
     GenerationRequest request;
-    request.caches = {&*composed};
-    request.suffix = std::move(suffix_);
+    request.caches = {&composed};
+    request.suffix = std::move(suffixes_[q]);
     request.sampling = sampling_;
     request.keep_going = [this, points = svc.options_.pause_points] {
       ReachPausePoint(points, pause_point::kGenerateDecodeStep, StoppedFn());
@@ -398,7 +453,7 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
     absl::StatusOr<GenerationResult> result =
         svc.generator_->Generate(request, [&](const GenerationPiece& piece) {
           if (generated++ == 0) ttft = Seconds(arrival_, Clock::now());
-          Emit(piece);
+          Emit(q, piece);
           return true;
         });
     // Tokens generated are device work done, whether or not the call then succeeded.
@@ -407,39 +462,37 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
       svc.metrics_->SetDeviceMemoryBytes(static_cast<double>(svc.runtime_->device_memory_bytes()));
     }
     if (!result.ok()) {
-      if (absl::IsCancelled(result.status()) && Stopped()) return Complete(StopStatus());
-      return Complete(result.status());
+      if (absl::IsCancelled(result.status()) && Stopped()) return StopStatus();
+      return result.status();
     }
 
     v1::Usage usage;
+    usage.set_question(q);
     usage.set_cached_tokens(result->cached_tokens);
     usage.set_prompt_tokens(result->prompt_tokens);
     usage.set_generated_tokens(static_cast<int64_t>(result->tokens.size()));
     usage.set_finish_reason(FinishReasonFromName(result->finish_reason));
     usage.set_time_to_first_token_seconds(ttft);
     v1::GenerateTimings* t = usage.mutable_timings();
-    t->set_queue_seconds(queue_seconds);
-    t->set_load_seconds(load_seconds_);
+    t->set_queue_seconds(shared.queue_seconds);
+    t->set_load_seconds(shared.load_seconds);
     // The generator copies the composed cache once more before decoding into it.
-    t->set_compose_seconds(compose_seconds + result->timings.compose_seconds);
-    t->set_prefill_seconds(tokenize_seconds_ + result->timings.prefill_seconds);
+    t->set_compose_seconds(shared.compose_seconds + result->timings.compose_seconds);
+    t->set_prefill_seconds(tokenize_seconds_[q] + result->timings.prefill_seconds);
     t->set_decode_seconds(result->timings.decode_seconds);
     t->set_mean_seconds_per_token(result->timings.mean_seconds_per_token);
     t->set_total_seconds(Seconds(arrival_, Clock::now()));
     if (svc.metrics_ != nullptr) {
-      for (const auto& [phase, seconds] : {std::pair<const char*, double>{"queue", t->queue_seconds()},
-                                           {"load", t->load_seconds()},
-                                           {"compose", t->compose_seconds()},
-                                           {"prefill", t->prefill_seconds()},
-                                           {"decode", t->decode_seconds()}}) {
-        svc.metrics_->RecordPhase("generate", phase, seconds);
+      // A later question neither queued nor loaded: its zeros there are not observations.
+      if (q == 0) {
+        svc.metrics_->RecordPhase("generate", "queue", t->queue_seconds());
+        svc.metrics_->RecordPhase("generate", "load", t->load_seconds());
       }
+      svc.metrics_->RecordPhase("generate", "compose", t->compose_seconds());
+      svc.metrics_->RecordPhase("generate", "prefill", t->prefill_seconds());
+      svc.metrics_->RecordPhase("generate", "decode", t->decode_seconds());
     }
-    ReachPausePoint(svc.options_.pause_points, pause_point::kGenerateStream, StoppedFn());
-    // A deadline that passed before the usage went out ends the call as the client sees it, even before
-    // gRPC's own timer cancels the stream.
-    if (Stopped()) return Complete(StopStatus());
-    Complete(absl::OkStatus(), std::move(usage));
+    return usage;
   }
 
   GeneratorServiceImpl* const service_;
@@ -452,14 +505,14 @@ class GenerateCall final : public grpc::ServerWriteReactor<GenerateResponse> {
   // Worker state, touched by one thread at a time (the executor task, then the scheduler job).
   SamplingOptions sampling_;
   std::vector<LoadedCache> loaded_;
-  std::vector<int64_t> suffix_;
+  std::vector<std::vector<int64_t>> suffixes_;  // one per question (a query or suffix_ids is one)
   double load_seconds_ = 0;
-  double tokenize_seconds_ = 0;
+  std::vector<double> tokenize_seconds_;  // per question
 
   absl::Mutex mu_;
   GenerateResponse writing_;  // the message in flight; only touched while no write is in flight
-  std::optional<v1::TextDelta> pending_delta_ ABSL_GUARDED_BY(mu_);
-  std::optional<v1::Usage> pending_usage_ ABSL_GUARDED_BY(mu_);
+  // Messages waiting for the write in flight, in stream order: at most one delta per question between usages.
+  std::deque<GenerateResponse> pending_ ABSL_GUARDED_BY(mu_);
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool work_done_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

@@ -3,9 +3,11 @@
 //
 // One Generate call goes through three threads, never blocking a gRPC thread on store I/O or model work:
 //   1. the gRPC thread validates the request (cheap checks only: ids, counts, prompt, sampling, model);
-//   2. the service's Executor fetches and decodes the caches (LoadCache) and tokenizes the query, then
-//      refuses a request that would overflow the model window before it takes a place in the queue;
-//   3. a Scheduler job (cost: prompt + max_tokens) composes the caches and decodes with kvc::Generator.
+//   2. the service's Executor fetches and decodes the caches (LoadCache) and tokenizes the query (or each
+//      question), then refuses a request that would overflow the model window before it takes a place in
+//      the queue;
+//   3. a Scheduler job (cost: prompt + max_tokens, summed over the questions) composes the caches once and
+//      decodes each question from them in turn with kvc::Generator.
 // Tokens are streamed with at most one write in flight. The decoding thread never waits for the client:
 // tokens produced while a write is in flight are coalesced into the next TextDelta, so a slow reader costs
 // one growing message, not a queue of them or a stalled device. The stream ends with one Usage message and

@@ -5,6 +5,7 @@
 // work.
 #include "service/generator_service.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <chrono>
@@ -376,6 +377,60 @@ TEST_F(GeneratorServiceTest, GreedyStreamEqualsDirectGeneration) {
   EXPECT_EQ(Metric("kvc_device_memory_bytes"), static_cast<double>(runtime_->model().weight_bytes()));
 }
 
+// Several questions in one call: one load, one compose, and each answer equal to a call of its own, streamed
+// in question order with every message tagged.
+TEST_F(GeneratorServiceTest, QuestionsAreAnsweredInTurnFromOneLoad) {
+  const StoredCache a = Store(kDocA, "none");
+  const StoredCache b = Store(kDocB, "none");
+  const std::vector<std::string> questions = {kQuery, "what does the bakery sell", kQuery};
+  SamplingOptions sampling;
+  sampling.max_tokens = 12;
+  sampling.stop_on_eos = false;
+
+  GenerateRequest request = Request({a.id, b.id}, 12);
+  for (const std::string& q : questions) request.mutable_questions()->add_queries(q);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(std::chrono::seconds(60)));
+  std::unique_ptr<grpc::ClientReader<GenerateResponse>> reader = stub_->Generate(&ctx, request);
+  std::vector<Streamed> answers(questions.size());
+  std::vector<int32_t> order;  // the question of every message, in stream order
+  GenerateResponse msg;
+  while (reader->Read(&msg)) {
+    const int32_t q = msg.has_delta() ? msg.delta().question() : msg.usage().question();
+    ASSERT_GE(q, 0);
+    ASSERT_LT(q, static_cast<int32_t>(questions.size()));
+    if (answers[q].usage.has_value()) answers[q].message_after_usage = true;
+    if (msg.has_delta()) answers[q].deltas.push_back(msg.delta());
+    if (msg.has_usage()) answers[q].usage = msg.usage();
+    order.push_back(q);
+  }
+  const grpc::Status status = reader->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(std::is_sorted(order.begin(), order.end()));
+  for (size_t q = 0; q < questions.size(); ++q) {
+    SCOPED_TRACE(questions[q]);
+    auto want = Direct(*store_, {a.id, b.id}, Suffix(questions[q]), sampling);
+    ASSERT_TRUE(want.ok()) << want.status();
+    answers[q].status = status;
+    ExpectSameAsDirect(answers[q], *want);
+    // The first question carries the shared work; later ones did not wait for it.
+    const v1::GenerateTimings& t = answers[q].usage->timings();
+    if (q == 0) {
+      EXPECT_GT(t.load_seconds(), 0);
+    } else {
+      EXPECT_EQ(t.load_seconds(), 0);
+      EXPECT_EQ(t.queue_seconds(), 0);
+      EXPECT_GE(t.total_seconds(), answers[q - 1].usage->timings().total_seconds());
+    }
+  }
+  // The same question twice is the same answer: nothing of the first answer stayed in the context.
+  EXPECT_EQ(answers[0].Tokens(), answers[2].Tokens());
+  // Each cache was read from the store once, and every question counted its tokens.
+  EXPECT_EQ(Metric("kvc_store_bytes"), static_cast<double>(a.bytes.size() + b.bytes.size()));
+  EXPECT_EQ(Metric("kvc_generated_tokens_total"), 36);
+  EXPECT_EQ(Metric("kvc_queue_seconds"), 1);
+}
+
 TEST_F(GeneratorServiceTest, TwoCachesComposeWithoutTheSecondPrefix) {
   const StoredCache a = Store(kDocA, "finch", 2);
   const StoredCache b = Store(kDocB, "snapkv", 2);
@@ -514,6 +569,25 @@ TEST_F(GeneratorServiceTest, BadRequestsGetTheDocumentedCodes) {
        grpc::INVALID_ARGUMENT, "suffix_ids[1]"},
       {"negative suffix id", [](GenerateRequest& r) { r.mutable_suffix_ids()->add_ids(-1); },
        grpc::INVALID_ARGUMENT, "suffix_ids[0]"},
+      {"no questions", [](GenerateRequest& r) { r.mutable_questions(); }, grpc::INVALID_ARGUMENT, "questions: 0"},
+      {"too many questions",
+       [](GenerateRequest& r) {
+         for (int i = 0; i < 65; ++i) r.mutable_questions()->add_queries(kQuery);
+       },
+       grpc::INVALID_ARGUMENT, "questions: 65"},
+      {"an empty question",
+       [](GenerateRequest& r) {
+         r.mutable_questions()->add_queries(kQuery);
+         r.mutable_questions()->add_queries("");
+       },
+       grpc::INVALID_ARGUMENT, "questions[1]: empty"},
+      {"the longest question overflows the window",
+       [&](GenerateRequest& r) {
+         r.mutable_questions()->add_queries("who");
+         r.mutable_questions()->add_queries(kQuery);
+         sampling(r)->set_max_tokens(room + 1);
+       },
+       grpc::OUT_OF_RANGE, absl::StrCat("max_tokens can be at most ", room)},
       {"negative temperature", [&](GenerateRequest& r) { sampling(r)->set_temperature(-0.5); },
        grpc::INVALID_ARGUMENT, "sampling.temperature"},
       {"NaN temperature",

@@ -13,7 +13,7 @@ from .hf_cache import generate_greedy, load_cache
 
 __version__ = "0.1.0"
 
-_CLIENT_NAMES = ("KvcClient", "Generation", "GenerationResult", "CacheIntegrityError")
+_CLIENT_NAMES = ("KvcClient", "Generation", "Generations", "GenerationResult", "CacheIntegrityError")
 
 __all__ = ["KvcFile", "KvcFormatError", "KvcHeader", "read_header", "read_kvc", "generate_greedy", "load_cache",
            *_CLIENT_NAMES]

@@ -6,6 +6,8 @@
         for piece in (gen := kvc.generate([resp.cache_id], "What ...?", max_tokens=64)):
             print(piece, end="", flush=True)
         print(gen.usage.finish_reason)
+        for answer in kvc.generate_answers([c.cache_id for c in full.results], ["Who ...?", "When ...?"]):
+            print(answer.text)                     # several questions, the caches loaded once
         data = kvc.get_cache(resp.cache_id)       # the .kvc bytes, sha256 and length checked
 
 Errors of the server come out as grpc.RpcError (its .code() is the status of docs/api.md); a Get stream that
@@ -131,6 +133,56 @@ class Generation:
         return GenerationResult(self.text, list(self.token_ids), self.usage)
 
 
+class Generations:
+    """The stream of one Generate call with several questions: iterating yields (question index, text piece)
+    as they arrive, question 0's first, then question 1's, and so on.
+
+    After the iteration, `results` holds one GenerationResult per question, in order. `cancel()` ends the
+    call early.
+    """
+
+    def __init__(self, call, questions: int):
+        self._call = call
+        self._pieces: list[list[str]] = [[] for _ in range(questions)]
+        self._ids: list[list[int]] = [[] for _ in range(questions)]
+        self._usage: list[generator_pb2.Usage | None] = [None] * questions
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        for event in self._call:
+            kind = event.WhichOneof("event")
+            if kind == "delta":
+                q = event.delta.question
+                self._ids[q].extend(event.delta.token_ids)
+                self._pieces[q].append(event.delta.text)
+                yield q, event.delta.text
+            elif kind == "usage":
+                self._usage[event.usage.question] = event.usage
+
+    @property
+    def results(self) -> list[GenerationResult]:
+        return [GenerationResult("".join(p), list(i), u) for p, i, u in zip(self._pieces, self._ids, self._usage)]
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    def result(self) -> list[GenerationResult]:
+        for _ in self:
+            pass
+        return self.results
+
+
+def _sampling(temperature: float, top_k: int, top_p: float | None, seed: int, max_tokens: int | None,
+              stop: Sequence[str], stop_on_eos: bool | None) -> common_pb2.SamplingParams:
+    sampling = common_pb2.SamplingParams(temperature=temperature, top_k=top_k, seed=seed, stop=list(stop))
+    if top_p is not None:
+        sampling.top_p = top_p
+    if max_tokens is not None:
+        sampling.max_tokens = max_tokens
+    if stop_on_eos is not None:
+        sampling.stop_on_eos = stop_on_eos
+    return sampling
+
+
 class KvcClient:
     """A client of one kvc server (or of a proxy in front of several roles).
 
@@ -241,13 +293,7 @@ class KvcClient:
             cache_ids = [cache_ids]
         if query is not None and suffix_ids is not None:
             raise ValueError("pass query or suffix_ids, not both")
-        sampling = common_pb2.SamplingParams(temperature=temperature, top_k=top_k, seed=seed, stop=list(stop))
-        if top_p is not None:
-            sampling.top_p = top_p
-        if max_tokens is not None:
-            sampling.max_tokens = max_tokens
-        if stop_on_eos is not None:
-            sampling.stop_on_eos = stop_on_eos
+        sampling = _sampling(temperature, top_k, top_p, seed, max_tokens, stop, stop_on_eos)
         req = generator_pb2.GenerateRequest(cache_ids=list(cache_ids), sampling=sampling)
         if query is not None:
             req.query = query
@@ -259,6 +305,31 @@ class KvcClient:
     def generate_text(self, cache_ids: str | Sequence[str], query: str | None = None, **kwargs) -> GenerationResult:
         """generate() run to the end: the whole text, the token ids and the usage."""
         return self.generate(cache_ids, query, **kwargs).result()
+
+    def generate_many(self, cache_ids: str | Sequence[str], questions: Sequence[str], *, temperature: float = 0.0,
+                      top_k: int = 0, top_p: float | None = None, seed: int = 0, max_tokens: int | None = None,
+                      stop: Sequence[str] = (), stop_on_eos: bool | None = None, model: str | None = None,
+                      timeout=_DEFAULT) -> Generations:
+        """Answers several questions from the same caches in one call: the server loads and composes them once
+        and decodes each question as if it were alone. Iterate the result for (question index, text piece).
+
+        The caches should be full or query-agnostic ones (Precompute): a cache compressed for one question
+        keeps what that question needed.
+        """
+        if isinstance(cache_ids, str):
+            cache_ids = [cache_ids]
+        if isinstance(questions, str):
+            raise TypeError("questions: a sequence of str, not one str (use generate for a single query)")
+        req = generator_pb2.GenerateRequest(
+            cache_ids=list(cache_ids), questions=generator_pb2.Questions(queries=list(questions)),
+            sampling=_sampling(temperature, top_k, top_p, seed, max_tokens, stop, stop_on_eos))
+        _set_optional(req, model=model)
+        return Generations(self.generator.Generate(req, **self._call_args(timeout)), len(questions))
+
+    def generate_answers(self, cache_ids: str | Sequence[str], questions: Sequence[str],
+                         **kwargs) -> list[GenerationResult]:
+        """generate_many() run to the end: one GenerationResult per question, in order."""
+        return self.generate_many(cache_ids, questions, **kwargs).result()
 
     # CacheService
 

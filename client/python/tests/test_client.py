@@ -52,11 +52,16 @@ class Fake(compressor_pb2_grpc.CompressorServicer, generator_pb2_grpc.GeneratorS
         authorized(context)
         self.requests.append(request)
         words = ["The ", "tower ", "", "is 34 ", "metres."]
-        for i, w in enumerate(words):
-            yield generator_pb2.GenerateResponse(delta=generator_pb2.TextDelta(text=w, token_ids=[100 + i], index=i))
-        yield generator_pb2.GenerateResponse(usage=generator_pb2.Usage(
-            cached_tokens=25, prompt_tokens=7, generated_tokens=len(words),
-            finish_reason=generator_pb2.FINISH_REASON_EOS))
+        questions = request.questions.queries if request.HasField("questions") else [request.query]
+        for q, question in enumerate(questions):
+            # Question q's answer is the words of its own question, so that mixing answers would show.
+            answer = words if q == 0 else question.split()
+            for i, w in enumerate(answer):
+                yield generator_pb2.GenerateResponse(
+                    delta=generator_pb2.TextDelta(text=w, token_ids=[100 * (q + 1) + i], index=i, question=q))
+            yield generator_pb2.GenerateResponse(usage=generator_pb2.Usage(
+                cached_tokens=25, prompt_tokens=7, generated_tokens=len(answer),
+                finish_reason=generator_pb2.FINISH_REASON_EOS, question=q))
 
     def Get(self, request, context):
         authorized(context)
@@ -223,6 +228,24 @@ def test_generate_text_and_defaults(client):
     s = req.sampling
     assert s.temperature == 0.7 and s.seed == 42
     assert not s.HasField("top_p") and not s.HasField("max_tokens") and not s.HasField("stop_on_eos")
+
+
+def test_generate_many_tags_each_answer_with_its_question(client):
+    fake, c = client
+    gen = c.generate_many(CACHE_ID, ["How tall?", "Who built it", "When"], max_tokens=8)
+    pieces = list(gen)
+    assert [q for q, _ in pieces] == [0] * 5 + [1] * 3 + [2]
+    results = gen.results
+    assert [r.text for r in results] == ["The tower is 34 metres.", "Whobuiltit", "When"]
+    assert results[1].token_ids == [200, 201, 202] and results[2].token_ids == [300]
+    assert [r.usage.question for r in results] == [0, 1, 2] and results[1].usage.generated_tokens == 3
+    req = fake.requests[-1]
+    assert req.WhichOneof("prompt") == "questions" and list(req.questions.queries) == ["How tall?", "Who built it",
+                                                                                       "When"]
+    assert list(req.cache_ids) == [CACHE_ID] and req.sampling.max_tokens == 8
+    assert [r.text for r in c.generate_answers([CACHE_ID], ["x", "y z"])] == ["The tower is 34 metres.", "yz"]
+    with pytest.raises(TypeError):
+        c.generate_many(CACHE_ID, "one question")
 
 
 def test_get_cache_reassembles_and_verifies(client):
