@@ -2,6 +2,10 @@
 // and each method x ratio: build the ChatML prompt (system line + "Context:\n{context}\n\nQuestion: {q}"),
 // compress the context with the query, decode at most 16 tokens greedily from the compressed cache, and
 // score "any answer appears in the output, case-insensitively". One JSON line per run on stdout.
+// --cache-dtypes stored measures the two-stage path instead: the record's full cache is made once with no
+// question and kept as f32 .kvc bytes (Precompute FULL; "precompute_s"), and each row decodes those bytes and
+// compresses from them with the question (Compress with document_cache_ids; "compress_s" is that query-time
+// work, loading included).
 //
 //   kvc-eval --data dev.jsonl --methods none,finch,snapkv,focus@span=token --ratios 2,4,8 [--max-records N]
 //            [--max-context-tokens 2500] [--long-methods finch,truncate] [--option finch.chunk_tokens=2048]
@@ -53,6 +57,13 @@ absl::StatusOr<std::pair<std::string, std::map<std::string, std::string>>> Parse
   return std::make_pair(parts[0], options);
 }
 
+kvc::KvcProvenance Provenance(const kvc::LlamaModel& model, int64_t tokens_in) {
+  kvc::KvcProvenance prov;
+  prov.model_name = model.config().name;
+  prov.tokens_in = static_cast<uint64_t>(tokens_in);
+  return prov;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -74,7 +85,8 @@ int main(int argc, char** argv) {
   app.add_option("--option", option_args, "METHOD.NAME=VALUE, e.g. finch.chunk_tokens=2048");
   app.add_option("--cache-dtypes", cache_dtypes_arg,
                  "comma-separated: memory (decode from the cache as computed) and/or f32,bf16,f16,int8 (decode from "
-                 "the cache after a round trip through .kvc bytes of that dtype; engine becomes \"kvc DTYPE\")");
+                 "the cache after a round trip through .kvc bytes of that dtype; engine becomes \"kvc DTYPE\") "
+                 "and/or stored (compress from the stored full cache: engine \"kvc stored\")");
   app.add_option("--threads", threads, "intra-op threads");
   app.add_option("--device", device, "cpu or cuda[:N]; rows computed elsewhere than the CPU say so in \"device\"");
   app.add_option("--dtype", dtype_arg, "model dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16");
@@ -112,7 +124,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> long_methods = absl::StrSplit(long_methods_arg, ',', absl::SkipEmpty());
   std::vector<std::string> cache_dtypes = absl::StrSplit(cache_dtypes_arg, ',', absl::SkipEmpty());
   for (const std::string& d : cache_dtypes) {
-    if (d == "memory") continue;
+    if (d == "memory" || d == "stored") continue;
     if (auto parsed = kvc::ParseKvcDtype(d, "--cache-dtypes"); !parsed.ok()) {
       std::cerr << "kvc-eval: " << parsed.status() << "\n";
       return 2;
@@ -167,6 +179,23 @@ int main(int argc, char** argv) {
       std::cout << ids.dump() << std::endl;
       continue;
     }
+    // The two-stage path: the full cache as Precompute(FULL) stores it, made once per record.
+    std::string stored;
+    double precompute_s = 0;
+    if (std::find(cache_dtypes.begin(), cache_dtypes.end(), "stored") != cache_dtypes.end()) {
+      auto t0 = std::chrono::steady_clock::now();
+      auto none = kvc::CreateCompressionMethod({.method = "none"});
+      auto full = none.ok() ? (*none)->Compress(input) : absl::StatusOr<kvc::CompressionResult>(none.status());
+      absl::StatusOr<std::string> bytes =
+          full.ok() ? kvc::EncodeKvCache(full->cache, Provenance(**model, n), {kvc::KvcDtype::kF32, kvc::KvcCodec::kNone})
+                    : full.status();
+      if (!bytes.ok()) {
+        std::cerr << "kvc-eval: record " << rec["id"] << ": the stored full cache: " << bytes.status() << "\n";
+        return 1;
+      }
+      stored = *std::move(bytes);
+      precompute_s = Seconds(t0);
+    }
     for (const std::string& method : methods) {
       bool is_long = n > max_context_tokens;
       if (is_long && std::find(long_methods.begin(), long_methods.end(), method) == long_methods.end()) continue;
@@ -205,14 +234,41 @@ int main(int argc, char** argv) {
         double compress_s = Seconds(t0);
         for (const std::string& cache_dtype : cache_dtypes) {
           nlohmann::json row = out;
+          int64_t kept = compressed->stats.tokens_out, peak = compressed->stats.peak_cache_entries;
+          double row_compress_s = compress_s;
           // The in-memory row decodes on the compressed cache itself when it is the only row, on a clone
           // otherwise, because decoding appends to the cache.
           kvc::KvCache cache(compressed->cache.shape());
-          if (cache_dtype != "memory") {
-            kvc::KvcProvenance prov;
-            prov.model_name = (*model)->config().name;
-            prov.tokens_in = static_cast<uint64_t>(n);
-            auto bytes = kvc::EncodeKvCache(compressed->cache, prov, {*kvc::ParseKvcDtype(cache_dtype), kvc::KvcCodec::kNone});
+          if (cache_dtype == "stored") {
+            t0 = std::chrono::steady_clock::now();
+            absl::StatusOr<kvc::DecodedKvCache> full =
+                kvc::DecodeKvCache(stored, {.device = (*model)->device(), .dtype = (*model)->dtype()});
+            absl::StatusOr<kvc::CompressionResult> from_stored = full.status();
+            if (full.ok() && method != "none") {
+              kvc::CompressionInput query_time = input;
+              query_time.prefilled = &full->cache;
+              from_stored = (*m)->Compress(query_time);
+            }
+            if ((*model)->device().is_cuda()) torch::cuda::synchronize();
+            row_compress_s = Seconds(t0);
+            row["engine"] = "kvc stored";
+            row["precompute_s"] = precompute_s;
+            if (!from_stored.ok() && !(full.ok() && method == "none")) {
+              row["error"] = from_stored.status().ToString();
+              std::cout << row.dump() << std::endl;
+              continue;
+            }
+            if (method == "none") {
+              kept = peak = full->cache.length();
+              cache = std::move(full->cache);
+            } else {
+              kept = from_stored->stats.tokens_out;
+              peak = from_stored->stats.peak_cache_entries;
+              cache = std::move(from_stored->cache);
+            }
+          } else if (cache_dtype != "memory") {
+            auto bytes = kvc::EncodeKvCache(compressed->cache, Provenance(**model, n),
+                                            {*kvc::ParseKvcDtype(cache_dtype), kvc::KvcCodec::kNone});
             absl::StatusOr<kvc::DecodedKvCache> decoded =
                 bytes.ok() ? kvc::DecodeKvCache(*bytes, {.device = (*model)->device(), .dtype = (*model)->dtype()}) : bytes.status();
             if (!decoded.ok()) {
@@ -247,8 +303,8 @@ int main(int argc, char** argv) {
           for (const auto& a : rec["answers"]) {
             correct |= absl::StrContains(absl::AsciiStrToLower(text), absl::AsciiStrToLower(a.get<std::string>()));
           }
-          row.update({{"kept", compressed->stats.tokens_out}, {"peak_cache", compressed->stats.peak_cache_entries},
-                      {"compress_s", compress_s}, {"decode_s", decode_s}, {"output", text}, {"correct", correct}});
+          row.update({{"kept", kept}, {"peak_cache", peak}, {"compress_s", row_compress_s}, {"decode_s", decode_s},
+                      {"output", text}, {"correct", correct}});
           std::cout << row.dump() << std::endl;
         }
       }

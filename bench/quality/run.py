@@ -108,7 +108,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--cache-dtypes", default="memory",
-                   help="kvc-eval --cache-dtypes for the short records: memory and/or f32,bf16,f16,int8 (rows 'kvc DTYPE')")
+                   help="kvc-eval --cache-dtypes for the short records: memory and/or f32,bf16,f16,int8 (rows 'kvc DTYPE') "
+                        "and/or stored (rows 'kvc stored': compressed at query time from the full cache stored "
+                        "without a question, two-stage)")
     p.add_argument("--resume", action="store_true",
                    help="keep the rows already in --jsonl and run only the records a stage has not finished "
                         "(a record counts as finished when every method x ratio row of that stage is there)")
