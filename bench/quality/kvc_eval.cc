@@ -243,28 +243,29 @@ int main(int argc, char** argv) {
             t0 = std::chrono::steady_clock::now();
             absl::StatusOr<kvc::DecodedKvCache> full =
                 kvc::DecodeKvCache(stored, {.device = (*model)->device(), .dtype = (*model)->dtype()});
-            absl::StatusOr<kvc::CompressionResult> from_stored = full.status();
-            if (full.ok() && method != "none") {
+            absl::Status ok = full.status();
+            if (ok.ok() && method == "none") {
+              kept = peak = full->cache.length();
+              cache = std::move(full->cache);
+            } else if (ok.ok()) {
               kvc::CompressionInput query_time = input;
               query_time.prefilled = &full->cache;
-              from_stored = (*m)->Compress(query_time);
+              absl::StatusOr<kvc::CompressionResult> from_stored = (*m)->Compress(query_time);
+              ok = from_stored.status();
+              if (ok.ok()) {
+                kept = from_stored->stats.tokens_out;
+                peak = from_stored->stats.peak_cache_entries;
+                cache = std::move(from_stored->cache);
+              }
             }
             if ((*model)->device().is_cuda()) torch::cuda::synchronize();
             row_compress_s = Seconds(t0);
             row["engine"] = "kvc stored";
             row["precompute_s"] = precompute_s;
-            if (!from_stored.ok() && !(full.ok() && method == "none")) {
-              row["error"] = from_stored.status().ToString();
+            if (!ok.ok()) {
+              row["error"] = ok.ToString();
               std::cout << row.dump() << std::endl;
               continue;
-            }
-            if (method == "none") {
-              kept = peak = full->cache.length();
-              cache = std::move(full->cache);
-            } else {
-              kept = from_stored->stats.tokens_out;
-              peak = from_stored->stats.peak_cache_entries;
-              cache = std::move(from_stored->cache);
             }
           } else if (cache_dtype != "memory") {
             auto bytes = kvc::EncodeKvCache(compressed->cache, Provenance(**model, n),
