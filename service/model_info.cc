@@ -131,6 +131,12 @@ std::vector<kvc::v1::MethodInfo> MethodCatalog(int64_t prefill_chunk) {
              {Option("chunk_tokens", "2048",
                      "Context tokens per chunk of the prefill, each scored as it is read (1 to 16777216, at most "
                      "the model window); memory is bounded by budget + chunk."),
+              Option("score", "span",
+                     "span: the distance of a span's mean direction from the reference; token: each token's own "
+                     "distance, pooled over its span by span_pool."),
+              Option("window", "0",
+                     "Reference of the distance: 0 for the chunk's mean direction, N for the mean of the N tokens "
+                     "around each token (0 to 16777216)."),
               SpanOption(), SpanTokensOption(), SpanPoolOption(), PoolKernelOption(), SinksOption(),
               RerotateOption(), PrefixInBudgetOption()}),
       Method("truncate", false, {ChunkTokens(chunk)}),
