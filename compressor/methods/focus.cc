@@ -45,7 +45,9 @@
 // most about meaning), centred on the chunk's mean and unit-normalized; a span's score is the cosine
 // distance of its tokens' mean direction from the chunk's mean direction, and every token of the span gets
 // it. Distances are on one scale in every chunk, so kept entries keep the score they were chosen with. One
-// ranking for every layer and head.
+// ranking for every layer and head. window=N measures each token against the mean of the N tokens around it
+// instead of the chunk's (it discounts slow drifts of the hidden state along the text); score=token gives
+// each token its own distance and lets span_pool make the span's score.
 // It needs the context's hidden states, so it does not select from stored caches (CompressionInput::prefilled).
 #include <algorithm>
 #include <chrono>
