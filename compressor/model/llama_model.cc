@@ -152,16 +152,26 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(const ModelC
     KVC_ASSIGN_OR_RETURN(Rope rope, Rope::Create(config, freq_factors));
     model->rope_.emplace(rope.OnDevice(model->device_));
 
-    // Under q4 the tables that are read a row at a time (embedding) or once per step (lm_head) stay dense,
-    // in bfloat16: half the bytes of float32, and what the int4 kernels' activations are in anyway.
-    const torch::ScalarType table_dt = options.weights == WeightFormat::kQ4 ? torch::kBFloat16 : dt;
+    // Under q4 the lm_head is kept as int8 rows (output_head.h), which a tied embedding reads its rows from;
+    // an untied embedding (read a row at a time) stays dense in bfloat16, what the int4 kernels'
+    // activations are in anyway.
+    const bool q4 = options.weights == WeightFormat::kQ4;
+    const torch::ScalarType table_dt = q4 ? torch::kBFloat16 : dt;
     model->weights_ = options.weights;
-    KVC_ASSIGN_OR_RETURN(model->embed_, LoadChecked(w, "model.embed_tokens.weight", {vocab, hidden}, table_dt, dev));
+    KVC_ASSIGN_OR_RETURN(torch::Tensor embed,
+                         LoadChecked(w, "model.embed_tokens.weight", {vocab, hidden}, table_dt, dev));
     KVC_ASSIGN_OR_RETURN(model->norm_, LoadChecked(w, "model.norm.weight", {hidden}, dt, dev));
-    if (config.tie_word_embeddings || !w.Has("lm_head.weight")) {
-      model->lm_head_ = model->embed_;
-    } else {
-      KVC_ASSIGN_OR_RETURN(model->lm_head_, LoadChecked(w, "lm_head.weight", {vocab, hidden}, table_dt, dev));
+    const bool tied = config.tie_word_embeddings || !w.Has("lm_head.weight");
+    torch::Tensor head = embed;
+    if (!tied) {
+      KVC_ASSIGN_OR_RETURN(head, LoadChecked(w, "lm_head.weight", {vocab, hidden}, table_dt, dev));
+    }
+    KVC_ASSIGN_OR_RETURN(model->lm_head_, OutputHead::Create(head, {.int8 = q4, .rows = tied}));
+    // A tied embedding shares the lm_head's table, or reads its int8 rows (embed_ left undefined).
+    if (!tied) {
+      model->embed_ = embed;
+    } else if (model->lm_head_.table().defined()) {
+      model->embed_ = model->lm_head_.table();
     }
     // Fused projections are loaded in float32, joined, then put in the chosen format.
     auto linear = [&](const std::string& name, std::vector<torch::Tensor> parts,
@@ -201,7 +211,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(const ModelC
 
 int64_t LlamaModel::weight_bytes() const {
   auto size = [](const torch::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : int64_t{0}; };
-  int64_t n = size(embed_) + size(norm_) + (lm_head_.is_same(embed_) ? 0 : size(lm_head_));
+  int64_t n = (lm_head_.table().defined() && lm_head_.table().is_same(embed_) ? 0 : size(embed_)) + size(norm_) +
+              lm_head_.bytes();
   for (const Layer& l : layers_) {
     n += size(l.attn_norm) + size(l.ffn_norm) + l.wqkv.bytes() + l.wo.bytes() + l.w_gate_up.bytes() +
          l.w_down.bytes();
@@ -306,7 +317,8 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
   ForwardOutput out;
   torch::Tensor rows;
   if (!options.capture_rows.empty()) rows = torch::tensor(options.capture_rows, torch::kInt64).to(device_);
-  torch::Tensor x = embed_.index_select(0, tok).to(dtype_);  // [n, hidden]
+  // [n, hidden]
+  torch::Tensor x = embed_.defined() ? embed_.index_select(0, tok).to(dtype_) : lm_head_.Rows(tok, dtype_);
   for (int64_t l = 0; l < config_.num_layers; ++l) {
     const Layer& L = layers_[l];
     torch::Tensor h = RmsNorm(x, L.attn_norm);
@@ -357,7 +369,7 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
   if (!options.logits_for.empty()) {
     torch::Tensor idx = torch::tensor(options.logits_for, torch::kInt64).to(device_);
     torch::Tensor sel = RmsNorm(x.index_select(0, idx), norm_);
-    out.logits = torch::mm(sel.to(lm_head_.scalar_type()), lm_head_.t()).to(torch::kFloat32);
+    out.logits = lm_head_.Logits(sel);
   }
   return out;
 }

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "compressor/kv/kv_cache.h"
 #include "compressor/model/linear_weight.h"
+#include "compressor/model/output_head.h"
 #include "compressor/model/model_config.h"
 #include "compressor/model/rope.h"
 #include "compressor/model/weight_source.h"
@@ -29,9 +30,10 @@ struct ModelOptions {
   std::optional<torch::ScalarType> dtype;
   // Intra-op threads for CPU; 0 keeps LibTorch's default.
   int num_threads = 0;
-  // How the linear layers keep their weights (linear_weight.h). Under q4 (CPU only) the embedding table and
-  // lm_head are kept in bfloat16 as well, and products of a few rows (decode) run on bfloat16 activations;
-  // the residual stream, norms, attention and the KV cache stay in the model dtype.
+  // How the linear layers keep their weights (linear_weight.h). Under q4 (CPU only) the lm_head is kept as
+  // int8 rows (output_head.h; a tied embedding reads them, an untied one stays in bfloat16), and products of a
+  // few rows (decode) run on bfloat16 activations; the residual stream, norms, attention and the KV cache stay
+  // in the model dtype.
   WeightFormat weights = WeightFormat::kFloat;
 };
 
@@ -121,7 +123,7 @@ class LlamaModel {
   std::string fingerprint_;
   torch::Tensor embed_;    // [vocab, hidden] in the model dtype (bfloat16 under q4)
   torch::Tensor norm_;     // [hidden]
-  torch::Tensor lm_head_;  // [vocab, hidden] like embed_ (shares its storage when tied)
+  OutputHead lm_head_;     // [vocab, hidden]: like embed_ (sharing its storage when tied), int8 rows under q4
   std::vector<Layer> layers_;
 };
 
