@@ -131,30 +131,49 @@ absl::StatusOr<kvc::v1::ModelInfo> KvcClient::GetModelInfo(const CallOptions& ca
 
 absl::StatusOr<kvc::v1::Usage> KvcClient::Generate(const kvc::v1::GenerateRequest& request,
                                                    const DeltaCallback& on_delta, const CallOptions& call) {
-  std::optional<kvc::v1::Usage> usage;
+  KVC_ASSIGN_OR_RETURN(std::vector<kvc::v1::Usage> usages, GenerateAnswers(request, on_delta, nullptr, call));
+  return std::move(usages.back());
+}
+
+absl::StatusOr<std::vector<kvc::v1::Usage>> KvcClient::GenerateAnswers(const kvc::v1::GenerateRequest& request,
+                                                                       const DeltaCallback& on_delta,
+                                                                       const UsageCallback& on_usage,
+                                                                       const CallOptions& call) {
+  const int questions = request.has_questions() ? request.questions().queries_size() : 1;
+  std::vector<kvc::v1::Usage> usages;
   KVC_RETURN_IF_ERROR(Call(call, [&](grpc::ClientContext* context, bool* delivered) -> absl::Status {
-    usage.reset();
+    usages.clear();
     std::unique_ptr<grpc::ClientReader<kvc::v1::GenerateResponse>> reader = generator_->Generate(context, request);
     kvc::v1::GenerateResponse message;
     while (reader->Read(&message)) {
       *delivered = true;
-      if (usage.has_value()) {
+      const int answering = static_cast<int>(usages.size());
+      if (answering == questions) {
         return AbandonStream(context, reader, absl::InternalError("Generator.Generate: a message after the usage"));
+      }
+      const int question = message.has_delta() ? message.delta().question() : message.usage().question();
+      if ((message.has_delta() || message.has_usage()) && question != answering) {
+        return AbandonStream(context, reader,
+                             absl::InternalError(absl::StrCat("Generator.Generate: a message of question ", question,
+                                                              " while question ", answering, " is answered")));
       }
       if (message.has_delta()) {
         if (on_delta) on_delta(message.delta());
       } else if (message.has_usage()) {
-        usage = std::move(*message.mutable_usage());
+        usages.push_back(std::move(*message.mutable_usage()));
+        if (on_usage) on_usage(usages.back());
       } else {
         return AbandonStream(context, reader,
                              absl::InternalError("Generator.Generate: a message with neither delta nor usage"));
       }
     }
     KVC_RETURN_IF_ERROR(StatusFromGrpc(reader->Finish()));
-    if (!usage.has_value()) return absl::InternalError("Generator.Generate: the stream ended without usage");
+    if (static_cast<int>(usages.size()) < questions) {
+      return absl::InternalError("Generator.Generate: the stream ended without usage");
+    }
     return absl::OkStatus();
   }));
-  return *std::move(usage);
+  return usages;
 }
 
 absl::StatusOr<FetchedCache> KvcClient::GetCache(const std::string& cache_id, const CallOptions& call) {

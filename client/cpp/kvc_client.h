@@ -52,6 +52,8 @@ class KvcClient {
  public:
   // Called with each TextDelta of a Generate stream, in order, on the calling thread.
   using DeltaCallback = std::function<void(const kvc::v1::TextDelta&)>;
+  // Called with each Usage of a Generate stream (one per question), in order, on the calling thread.
+  using UsageCallback = std::function<void(const kvc::v1::Usage&)>;
 
   // Connects lazily: creation succeeds without a server, and the first call waits for the connection
   // (within its deadline). INVALID_ARGUMENT for options out of range (naming the field); NOT_FOUND or
@@ -74,9 +76,17 @@ class KvcClient {
 
   // --- Generator (generate role) ---
   // Streams the answer: `on_delta` gets every TextDelta, and the final Usage is returned. If the stream
-  // fails after some deltas, those deltas stay valid and the error is returned (no retry).
+  // fails after some deltas, those deltas stay valid and the error is returned (no retry). With
+  // request.questions the Usage is the last question's; GenerateAnswers returns them all.
   absl::StatusOr<kvc::v1::Usage> Generate(const kvc::v1::GenerateRequest& request, const DeltaCallback& on_delta,
                                           const CallOptions& call = {});
+  // The same for any request, several questions included: one Usage per question, in order, each also
+  // passed to `on_usage` (may be null) as it arrives (TextDelta and Usage carry the question's index).
+  // INTERNAL when the stream breaks that order.
+  absl::StatusOr<std::vector<kvc::v1::Usage>> GenerateAnswers(const kvc::v1::GenerateRequest& request,
+                                                              const DeltaCallback& on_delta,
+                                                              const UsageCallback& on_usage,
+                                                              const CallOptions& call = {});
 
   // --- CacheService (cache role) ---
   // The whole stored value, checked against the stream's header (length and SHA-256).

@@ -145,6 +145,29 @@ TEST_F(KvcClientTest, GenerateRetriesOnlyBeforeTheFirstMessage) {
   EXPECT_EQ(server_->generator().calls(), 4);
 }
 
+// Several questions: one usage per question, in order, each delta tagged with its question; Generate
+// returns the last question's usage.
+TEST_F(KvcClientTest, GenerateAnswersReturnsAUsagePerQuestion) {
+  kvc::v1::GenerateRequest request;
+  request.add_cache_ids(std::string(64, 'a'));
+  for (const char* q : {"Who?", "When?", "Where?"}) request.mutable_questions()->add_queries(q);
+  std::vector<std::string> text(3);
+  std::vector<int> seen;
+  absl::StatusOr<std::vector<kvc::v1::Usage>> usages = client_->GenerateAnswers(
+      request, [&](const kvc::v1::TextDelta& d) { text[d.question()] += d.text(); },
+      [&](const kvc::v1::Usage& u) { seen.push_back(u.question()); });
+  ASSERT_TRUE(usages.ok()) << usages.status();
+  ASSERT_EQ(usages->size(), 3u);
+  EXPECT_EQ((*usages)[2].question(), 2);
+  EXPECT_EQ(seen, (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(text, (std::vector<std::string>{"Hello, world", "Hello, world", "Hello, world"}));
+
+  absl::StatusOr<kvc::v1::Usage> last = client_->Generate(request, nullptr);
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_EQ(last->question(), 2);
+  EXPECT_EQ(server_->generator().calls(), 2);
+}
+
 // ---- deadlines ----
 
 TEST_F(KvcClientTest, DeadlineExceeded) {

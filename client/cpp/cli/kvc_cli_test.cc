@@ -443,6 +443,39 @@ TEST_F(KvcCliTest, GenerateStreamsTheAnswerAndReportsUsage) {
   EXPECT_EQ(j["token_ids"].size(), 3u);
 }
 
+TEST_F(KvcCliTest, GenerateAnswersSeveralQuestionsInOneCall) {
+  const std::string id(64, 'a');
+  CliResult r = Run({"generate", "-c", id, "-q", "Who?", "--query", "When?"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "[1] Who?\nHello, world\n[2] When?\nHello, world\n");
+  const std::vector<std::string> err = Lines(r.err);
+  ASSERT_EQ(err.size(), 4u) << r.err;
+  EXPECT_THAT(err[0], StartsWith("usage[1]: cached_tokens=40 prompt_tokens=7 generated_tokens=3 finish=eos"));
+  EXPECT_THAT(err[1], StartsWith("generate timings[1]: "));
+  EXPECT_THAT(err[2], StartsWith("usage[2]: "));
+  EXPECT_THAT(err[3], StartsWith("generate timings[2]: "));
+  const kvc::v1::GenerateRequest sent = server_->generator().last_request();
+  EXPECT_EQ(server_->generator().calls(), 1);
+  EXPECT_EQ(sent.query(), "");
+  ASSERT_EQ(sent.questions().queries_size(), 2);
+  EXPECT_EQ(sent.questions().queries(0), "Who?");
+  EXPECT_EQ(sent.questions().queries(1), "When?");
+
+  const nlohmann::json j = nlohmann::json::parse(Run({"--json", "generate", "-c", id, "-q", "Who?", "-q", "When?"}).out);
+  ASSERT_EQ(j["answers"].size(), 2u);
+  EXPECT_EQ(j["answers"][1]["question"], "When?");
+  EXPECT_EQ(j["answers"][1]["text"], "Hello, world");
+  EXPECT_EQ(j["answers"][1]["usage"]["finish_reason"], "eos");
+  EXPECT_TRUE(j.contains("wall_seconds"));
+
+  // A stream that breaks in the first answer: what came is printed, then the error.
+  server_->generator().FailAfterFirstDelta(grpc::Status(grpc::CANCELLED, "gone"));
+  CliResult broken = Run({"generate", "-c", id, "-q", "Who?", "-q", "When?"});
+  EXPECT_EQ(broken.exit_code, 1);
+  EXPECT_EQ(broken.out, "[1] Who?\nHello\n");
+  EXPECT_THAT(broken.err, HasSubstr("CANCELLED: gone"));
+}
+
 TEST_F(KvcCliTest, AskCompressesThenGenerates) {
   const std::string doc = dir_ + "/doc.txt";
   WriteFile(doc, std::string(400, 'x'));

@@ -222,27 +222,33 @@ grpc::ServerWriteReactor<kvc::v1::GenerateResponse>* FakeGenerator::Generate(
       failures_.pop_front();
       return new ScriptedWriter({}, final_status);
     }
-    int index = 0;
-    for (const std::string& text : deltas_) {
-      kvc::v1::TextDelta* delta = messages.emplace_back().mutable_delta();
-      delta->set_text(text);
-      delta->add_token_ids(100 + index);
-      delta->set_index(index++);
-      if (fail_after_first_) break;
+    // Each question (one for a query) gets the configured deltas and a usage of its own.
+    const int questions = request->has_questions() ? request->questions().queries_size() : 1;
+    for (int question = 0; question < questions; ++question) {
+      int index = 0;
+      for (const std::string& text : deltas_) {
+        kvc::v1::TextDelta* delta = messages.emplace_back().mutable_delta();
+        delta->set_text(text);
+        delta->add_token_ids(100 + index);
+        delta->set_index(index++);
+        delta->set_question(question);
+        if (fail_after_first_) break;
+      }
+      if (fail_after_first_) {
+        fail_after_first_ = false;
+        return new ScriptedWriter(std::move(messages), after_first_status_);
+      }
+      kvc::v1::Usage* usage = messages.emplace_back().mutable_usage();
+      usage->set_cached_tokens(40);
+      usage->set_prompt_tokens(7);
+      usage->set_generated_tokens(index);
+      usage->set_finish_reason(kvc::v1::FINISH_REASON_EOS);
+      usage->set_time_to_first_token_seconds(0.125);
+      usage->mutable_timings()->set_decode_seconds(0.5);
+      usage->mutable_timings()->set_mean_seconds_per_token(0.25);
+      usage->mutable_timings()->set_total_seconds(0.75);
+      usage->set_question(question);
     }
-    if (fail_after_first_) {
-      fail_after_first_ = false;
-      return new ScriptedWriter(std::move(messages), after_first_status_);
-    }
-    kvc::v1::Usage* usage = messages.emplace_back().mutable_usage();
-    usage->set_cached_tokens(40);
-    usage->set_prompt_tokens(7);
-    usage->set_generated_tokens(index);
-    usage->set_finish_reason(kvc::v1::FINISH_REASON_EOS);
-    usage->set_time_to_first_token_seconds(0.125);
-    usage->mutable_timings()->set_decode_seconds(0.5);
-    usage->mutable_timings()->set_mean_seconds_per_token(0.25);
-    usage->mutable_timings()->set_total_seconds(0.75);
   }
   return new ScriptedWriter(std::move(messages), final_status);
 }

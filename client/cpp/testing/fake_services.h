@@ -59,7 +59,8 @@ class FakeCompressor final : public kvc::v1::Compressor::CallbackService {
   kvc::v1::CompressRequest last_compress_ ABSL_GUARDED_BY(mu_);
 };
 
-// Generate streams the configured deltas, then a usage with finish reason EOS.
+// Generate streams the configured deltas, then a usage with finish reason EOS: once, or once per question
+// of request.questions, each tagged with its question.
 class FakeGenerator final : public kvc::v1::Generator::CallbackService {
  public:
   FakeGenerator();
