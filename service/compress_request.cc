@@ -18,7 +18,7 @@ absl::Status WithField(const absl::Status& status, absl::string_view field) {
 
 const std::vector<std::string>& KnownMethods() {
   static const auto* const kMethods = new std::vector<std::string>{"finch", "focus", "knorm", "none", "novelty",
-                                                                   "random", "snapkv", "streaming_llm",
+                                                                   "random", "recall", "snapkv", "streaming_llm",
                                                                    "truncate"};
   return *kMethods;
 }

@@ -527,7 +527,8 @@ grpc::ServerUnaryReactor* CompressorServiceImpl::Precompute(grpc::CallbackServer
       return FinishNow(ctx, absl::InvalidArgumentError(absl::StrCat(
                                 "spec.method: ", spec->spec.method,
                                 " scores with the query, which PRECOMPUTE_MODE_QUERY_AGNOSTIC does not have; use "
-                                "novelty, streaming_llm, knorm, random, truncate, snapkv with a fixed window, or none")));
+                                "novelty, recall, streaming_llm, knorm, random, truncate, snapkv with a fixed window, or "
+                                "none")));
     }
   }
   if (!spec.ok()) return FinishNow(ctx, spec.status());

@@ -609,8 +609,8 @@ TEST_F(CompressorServiceTest, GetModelInfoDescribesModelMethodsAndLimits) {
 
   std::vector<std::string> names;
   for (const kvc::v1::MethodInfo& m : info.methods()) names.push_back(m.name());
-  EXPECT_THAT(names, ::testing::ElementsAre("finch", "focus", "knorm", "none", "novelty", "random", "snapkv",
-                                            "streaming_llm", "truncate"));
+  EXPECT_THAT(names, ::testing::ElementsAre("finch", "focus", "knorm", "none", "novelty", "random", "recall",
+                                            "snapkv", "streaming_llm", "truncate"));
   std::map<std::string, kvc::v1::MethodInfo> by_name;
   for (const kvc::v1::MethodInfo& m : info.methods()) by_name[m.name()] = m;
   EXPECT_TRUE(by_name["finch"].query_aware());

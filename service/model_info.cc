@@ -40,9 +40,9 @@ const char* ShortDtype(const std::string& dtype) {
   return "f32";
 }
 
-// Options focus and novelty share: how token scores become kept spans.
-kvc::v1::MethodOption SpanOption() {
-  return Option("span", "sentence",
+// Options focus, novelty and recall share: how token scores become kept spans.
+kvc::v1::MethodOption SpanOption(const std::string& fallback = "sentence") {
+  return Option("span", fallback,
                 "Unit of selection: token, word (a number or name is kept whole), sentence (the text's sentences "
                 "and lines, cut into pieces of at most span_tokens) or fixed (runs of span_tokens).");
 }
@@ -58,8 +58,8 @@ kvc::v1::MethodOption PoolKernelOption() {
 kvc::v1::MethodOption SinksOption() {
   return Option("sinks", "4", "First context tokens always kept (attention sinks), 0 to 65536.");
 }
-kvc::v1::MethodOption RerotateOption() {
-  return Option("rerotate", "true", "Re-rotate kept keys to contiguous positions (true/false).");
+kvc::v1::MethodOption RerotateOption(const std::string& fallback = "true") {
+  return Option("rerotate", fallback, "Re-rotate kept keys to contiguous positions (true/false).");
 }
 kvc::v1::MethodOption PrefixInBudgetOption() {
   return Option("prefix_in_budget", "false",
@@ -113,6 +113,19 @@ std::vector<kvc::v1::MethodInfo> MethodCatalog(int64_t prefill_chunk) {
              {ChunkTokens(chunk),
               Option("seed", "0", "Seed of the uniform choice, an integer from 0 to 2^62; the same seed keeps the "
                                   "same entries.")}),
+      Method("recall", false,
+             {Option("chunk_tokens", "2048",
+                     "Context tokens per chunk of the prefill, each replayed and scored as it is read (1 to "
+                     "16777216, at most the model window); memory is bounded by budget + chunk."),
+              SpanOption("token"), SpanTokensOption(), SpanPoolOption(), PoolKernelOption(),
+              Option("selection", "kv_head",
+                     "kv_head: one set per KV head and layer; layer: one set per layer; shared: the same tokens in "
+                     "every layer and head."),
+              Option("head_budget", "global",
+                     "global: the heads of every layer share one budget (KVzip); adaptive: the heads of a layer "
+                     "share theirs; uniform: k entries per head. adaptive and global need selection=kv_head."),
+              Option("head_floor", "20", "Percent of the mean per-head budget every head keeps (adaptive, global)."),
+              SinksOption(), RerotateOption("false"), PrefixInBudgetOption()}),
       Method("snapkv", false,
              {ChunkTokens(chunk),
               Option("window", "64",

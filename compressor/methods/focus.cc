@@ -25,7 +25,9 @@
 //    heads * k entries, each first getting head_floor% of k, the rest going to the best remaining entries of
 //    any head by span score. layer_budget=pyramid (PyramidKV): layer l's budget falls linearly from
 //    (200 - pyramid_last)% of k to pyramid_last% over the layers; under selection=shared layer l keeps the
-//    top of the one ranking. Both leave a ragged cache (kv_cache.h). In the loop every layer keeps as many
+//    top of the one ranking. head_budget=global (selection=kv_head; as KVzip) lets the heads of every layer
+//    share layers * heads * k entries the same way, so a layer's heads may keep more or less than k. These
+//    leave a ragged cache (kv_cache.h). In the loop every layer keeps as many
 //    slots as the largest budget, padding the rest, so that each chunk lands at the same slots (and rotary
 //    positions) in every layer; at the end each head's entries move to its first slots and a layer keeps
 //    only as many slots as its fullest head.
@@ -49,6 +51,16 @@
 // instead of the chunk's (it discounts slow drifts of the hidden state along the text); score=token gives
 // each token its own distance and lets span_pool make the span's score.
 // It needs the context's hidden states, so it does not select from stored caches (CompressionInput::prefilled).
+//
+// recall: the same loop with no query either, scoring what the model needs to read the chunk back (KVzip's
+// reconstruction score). After a chunk is prefilled its tokens are fed again right after it, and an entry's
+// score in a KV head is the most attention any replayed token of the head's query group gives it, with the
+// softmax over the first `sinks` slots, the chunk and the replay (so that the scores of different chunks are
+// on one scale and kept entries keep theirs); the replay's KV is dropped. A fact is read back by attending to
+// it, while what the text itself predicts gets little. Defaults as KVzip's: span=token, selection=kv_head,
+// head_budget=global (the heads that copy take most of the budget) and rerotate=false (entries keep their
+// positions: with budgets that differ by head, compacting would give each head positions of its own). The
+// replay is a second forward pass over every chunk. Like novelty it does not select from stored caches.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -57,6 +69,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "compressor/methods/method_base.h"
 #include "compressor/methods/scoring.h"
 #include "compressor/tokenizer/text_boundaries.h"
@@ -86,9 +99,12 @@ struct FocusOptions {
   int64_t pyramid_last = 50;   // the last layer's share of the mean budget, percent
   bool adaptive = false;       // head_budget=adaptive
   int64_t head_floor = 20;     // percent of the per-head budget that every head keeps at least
+  bool global = false;         // head_budget=global: the heads of every layer share one budget
   bool novelty = false;        // the method "novelty": scores from the document alone, no query
   bool novelty_tokens = false;  // novelty score=token: each token's own distance, pooled over its span
   int64_t novelty_window = 0;   // novelty window: tokens around each one that it is compared with (0: the chunk)
+  bool recall = false;          // the method "recall": scores from replaying the chunk, no query
+  int64_t recall_rows = 512;    // recall: replay rows scored at once (bounds the attention scratch)
 };
 
 // Kept slots of one layer: idx [R, slots] ascending, then padding; valid [R, slots] bool, or undefined when no
@@ -186,13 +202,15 @@ torch::Tensor DocAttention(const torch::Tensor& queries, const torch::Tensor& ke
 class Focus : public MethodBase {
  public:
   Focus(CompressionSpec spec, FocusOptions o) : MethodBase(std::move(spec)), o_(o) {}
-  bool query_aware() const override { return !o_.novelty; }
+  bool query_aware() const override { return !o_.novelty && !o_.recall; }
 
   absl::StatusOr<CompressionResult> DoCompress(const CompressionInput& in) const override {
-    if (o_.novelty && in.prefilled != nullptr) {
-      return absl::FailedPreconditionError(
-          "method novelty scores the context's hidden states as it prefills them, which stored caches do not "
-          "hold: compress the documents' text instead of document_cache_ids");
+    if ((o_.novelty || o_.recall) && in.prefilled != nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "method ", spec_.method,
+          o_.novelty ? " scores the context's hidden states as it prefills them, which stored caches do not hold"
+                     : " replays the context's text, which stored caches do not hold",
+          ": compress the documents' text instead of document_cache_ids"));
     }
     const LlamaModel& model = *in.model;
     const int64_t C = ContextLength(in), Q = static_cast<int64_t>(in.suffix.size());
@@ -208,7 +226,7 @@ class Focus : public MethodBase {
     torch::Tensor query = torch::tensor(in.suffix, torch::kInt64);
     const auto on_device = torch::TensorOptions().dtype(torch::kInt64).device(model.device());
     int64_t next = 0;
-    torch::Tensor carried;  // novelty: [kept slots] the kept entries' scores
+    std::vector<torch::Tensor> carried;  // novelty, recall: per layer [Hkv, kept slots] the kept entries' scores
     for (int64_t start = 0; start < C; start += chunk) {
       KVC_RETURN_IF_ERROR(CheckCancelled(in));
       auto t0 = std::chrono::steady_clock::now();
@@ -216,6 +234,7 @@ class Focus : public MethodBase {
       const int64_t kept_before = cache.length();
       std::vector<torch::Tensor> doc_queries;
       torch::Tensor doc_rows, chunk_scores;
+      std::vector<torch::Tensor> recall_scores;  // recall: per layer [Hkv, len]
       if (in.prefilled != nullptr) {
         KVC_ASSIGN_OR_RETURN(cache, ContextCache(in, chunk, /*stats=*/nullptr));
       } else {
@@ -231,6 +250,10 @@ class Focus : public MethodBase {
           chunk_scores =
               NoveltyScores(chunk_out.hidden, ids.span.narrow(0, start, len), o_.novelty_tokens, o_.novelty_window);
         }
+        if (o_.recall) {
+          KVC_ASSIGN_OR_RETURN(recall_scores, RecallScores(model, cache, context.narrow(0, start, len),
+                                                           next + len, kept_before, std::min(o_.sinks, kept_before)));
+        }
         if (sample) {
           doc_queries = std::move(chunk_out.queries);
           doc_rows = torch::tensor(chunk_fo.capture_rows, torch::kInt64).to(model.device()) + kept_before;
@@ -241,10 +264,11 @@ class Focus : public MethodBase {
       int64_t k = KeptSoFar(k_ctx, start + len, C);
       k = std::min(std::max(k, std::min(protect, scored)), scored);
       std::vector<torch::Tensor> scores;  // per layer [Hkv, scored]
-      if (o_.novelty) {
-        torch::Tensor all = carried.defined() ? torch::cat({carried, chunk_scores}) : chunk_scores;
+      if (o_.novelty || o_.recall) {
         for (int64_t l = 0; l < cache.num_layers(); ++l) {
-          scores.push_back(all.unsqueeze(0).expand({cache.shape().kv_heads, scored}));
+          torch::Tensor fresh = o_.novelty ? chunk_scores.unsqueeze(0).expand({cache.shape().kv_heads, len})
+                                           : recall_scores[l];
+          scores.push_back(carried.empty() ? fresh : torch::cat({carried[l], fresh}, 1));
         }
       } else {
         ForwardOptions fo;
@@ -266,8 +290,10 @@ class Focus : public MethodBase {
       for (int64_t l = 0; l < cache.num_layers(); ++l) {
         GatherLayer(cache, l, kept[l].idx, o_.rerotate, model.rope(), kept[l].valid);
       }
-      // One shared ranking: every layer and head keeps the same slots.
-      if (o_.novelty) carried = scores[0][0].gather(0, kept[0].idx[0]);
+      if (o_.novelty || o_.recall) {
+        carried.clear();
+        for (int64_t l = 0; l < cache.num_layers(); ++l) carried.push_back(scores[l].gather(1, kept[l].idx));
+      }
       next = o_.rerotate ? cache.length() : start + len;
       stats.chunk_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
@@ -301,6 +327,38 @@ class Focus : public MethodBase {
     }
     if (o_.peak_weight) s = s * std::get<0>(s.max(1, /*keepdim=*/true)) * s.size(0);
     return GroupMean(s, Hkv);
+  }
+
+  // recall: replays the chunk's tokens ([len] ids) after it, at rotary positions from `at`, and returns per
+  // layer [Hkv, len] the most attention each chunk entry (cache slots kept_before..+len) gets from any replay
+  // row and any query head of its group, with the softmax over the `sinks` first slots, the chunk and the
+  // replay itself, as KVzip scores a chunk. The replay's KV is dropped again.
+  absl::StatusOr<std::vector<torch::Tensor>> RecallScores(const LlamaModel& model, KvCache& cache,
+                                                          const torch::Tensor& chunk, int64_t at, int64_t kept_before,
+                                                          int64_t sinks) const {
+    const int64_t len = chunk.size(0), scored = cache.length(), R = len;
+    const auto on_device = torch::TensorOptions().dtype(torch::kInt64).device(model.device());
+    ForwardOptions fo;
+    fo.capture_queries = R;
+    KVC_ASSIGN_OR_RETURN(ForwardOutput out, model.Forward(chunk, torch::arange(at, at + R, on_device), cache, fo));
+    std::vector<torch::Tensor> scores;
+    for (int64_t l = 0; l < cache.num_layers(); ++l) {
+      const torch::Tensor& keys = cache.Keys(l);
+      const int64_t Hkv = keys.size(0), H = out.queries[l].size(0);
+      torch::Tensor sub =
+          torch::cat({keys.narrow(1, 0, sinks), keys.narrow(1, kept_before, len), keys.narrow(1, scored, R)}, 1);
+      torch::Tensor best;
+      for (int64_t r0 = 0; r0 < R; r0 += o_.recall_rows) {
+        const int64_t r1 = std::min(R, r0 + o_.recall_rows);
+        torch::Tensor attn =
+            WindowAttention(out.queries[l].narrow(1, r0, r1 - r0), sub.narrow(1, 0, sinks + len + r1));  // [H, rows, n]
+        torch::Tensor m = std::get<0>(attn.narrow(2, sinks, len).amax(1).view({Hkv, H / Hkv, len}).max(1));
+        best = best.defined() ? torch::maximum(best, m) : m;
+      }
+      scores.push_back(best);
+    }
+    cache.Truncate(scored);
+    return scores;
   }
 
   // The hidden states novelty reads: after the middle decoder layer.
@@ -361,6 +419,7 @@ class Focus : public MethodBase {
       return kept;
     }
     std::vector<torch::Tensor> orders, counts;  // per layer [R, scored] and [R]
+    std::vector<torch::Tensor> keys, reals;     // head_budget=global: per layer [Hkv, scored] and [Hkv]
     for (int64_t l = 0; l < L; ++l) {
       torch::Tensor valid = cache.Valid(l);
       torch::Tensor real = valid.defined() ? valid.sum(1) : torch::full({Hkv}, cache.length(l), on);  // [Hkv]
@@ -373,9 +432,20 @@ class Focus : public MethodBase {
       }
       torch::Tensor key;
       orders.push_back(Rank(scores[l], cache.Positions(l), valid, ids, protect, &key));
+      if (o_.global) {
+        keys.push_back(key);
+        reals.push_back(real);
+        continue;
+      }
       counts.push_back(o_.adaptive ? HeadCounts(key, real, budget[l]) : real.clamp_max(budget[l]));
       // An adaptive head may take more than the mean budget.
       slots = std::max(slots, counts.back().max().item<int64_t>());
+    }
+    if (o_.global) {
+      // Every layer and head of the model share L * Hkv * k entries.
+      torch::Tensor all = HeadCounts(torch::cat(keys, 0), torch::cat(reals, 0), k);
+      for (int64_t l = 0; l < L; ++l) counts.push_back(all.narrow(0, l * Hkv, Hkv));
+      slots = std::max(slots, all.max().item<int64_t>());
     }
     for (int64_t l = 0; l < L; ++l) {
       Kept one = FromOrder(orders[l], counts[l], slots);
@@ -486,10 +556,20 @@ absl::StatusOr<T> Pick(const MethodOptions& o, const std::string& name, const st
   return absl::InternalError("unreachable");
 }
 
-// The options of the loop, the spans and the budgets, which focus and novelty share.
-absl::Status ParseSpanOptions(const MethodOptions& o, FocusOptions& f) {
+// Defaults that differ between the methods sharing the options below.
+struct SpanDefaults {
+  const char* span = "sentence";
+  bool rerotate = true;
+};
+struct SelectionDefaults {
+  const char* selection = "shared";
+  const char* head_budget = "uniform";
+};
+
+// The options of the loop, the spans and the budgets, which focus, novelty and recall share.
+absl::Status ParseSpanOptions(const MethodOptions& o, FocusOptions& f, SpanDefaults d = {}) {
   KVC_ASSIGN_OR_RETURN(f.chunk, o.Int("chunk_tokens", 2048, 1, int64_t{1} << 24));
-  KVC_ASSIGN_OR_RETURN(f.span, Pick<Span>(o, "span", "sentence",
+  KVC_ASSIGN_OR_RETURN(f.span, Pick<Span>(o, "span", d.span,
                                           {{"token", Span::kToken},
                                            {"word", Span::kWord},
                                            {"sentence", Span::kSentence},
@@ -502,10 +582,33 @@ absl::Status ParseSpanOptions(const MethodOptions& o, FocusOptions& f) {
         absl::StrCat("options.pool_kernel: ", f.pool_kernel, " must be odd (it is centred on each token) or 0"));
   }
   KVC_ASSIGN_OR_RETURN(f.sinks, o.Int("sinks", 4, 0, 1 << 16));
-  KVC_ASSIGN_OR_RETURN(f.rerotate, o.Bool("rerotate", true));
+  KVC_ASSIGN_OR_RETURN(f.rerotate, o.Bool("rerotate", d.rerotate));
   KVC_ASSIGN_OR_RETURN(f.prefix_in_budget, o.Bool("prefix_in_budget", false));
   KVC_ASSIGN_OR_RETURN(f.pyramid, Pick<bool>(o, "layer_budget", "uniform", {{"uniform", false}, {"pyramid", true}}));
   KVC_ASSIGN_OR_RETURN(f.pyramid_last, o.Int("pyramid_last", 50, 1, 100));
+  return absl::OkStatus();
+}
+
+// Which entries each layer and head keep: the options that focus and recall share.
+absl::Status ParseSelectionOptions(const MethodOptions& o, FocusOptions& f, SelectionDefaults d = {}) {
+  KVC_ASSIGN_OR_RETURN(f.selection, Pick<Selection>(o, "selection", d.selection,
+                                                    {{"shared", Selection::kShared},
+                                                     {"layer", Selection::kLayer},
+                                                     {"kv_head", Selection::kKvHead}}));
+  KVC_ASSIGN_OR_RETURN(std::string head_budget,
+                       o.Choice("head_budget", d.head_budget, {"uniform", "adaptive", "global"}));
+  f.adaptive = head_budget != "uniform";
+  f.global = head_budget == "global";
+  KVC_ASSIGN_OR_RETURN(f.head_floor, o.Int("head_floor", 20, 0, 100));
+  if (f.adaptive && f.selection != Selection::kKvHead) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "options.head_budget: ", head_budget,
+        " needs selection=kv_head (the other selections keep the same entries in every head)"));
+  }
+  if (f.global && f.pyramid) {
+    return absl::InvalidArgumentError(
+        "options.head_budget: global shares one budget across the layers, which layer_budget=pyramid would split");
+  }
   return absl::OkStatus();
 }
 
@@ -528,8 +631,23 @@ absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeNovelty(const Compression
   return std::unique_ptr<CompressionMethod>(new Focus(spec, f));
 }
 
+// Options that recall shares with focus, with KVzip's defaults.
+absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeRecall(const CompressionSpec& spec) {
+  KVC_ASSIGN_OR_RETURN(MethodOptions o, MethodOptions::Parse(spec.method, spec.options,
+                                                             {"chunk_tokens", "span", "span_tokens", "span_pool",
+                                                              "pool_kernel", "sinks", "rerotate", "prefix_in_budget",
+                                                              "selection", "head_budget", "head_floor"}));
+  FocusOptions f;
+  f.recall = true;
+  f.contrast = false;
+  KVC_RETURN_IF_ERROR(ParseSpanOptions(o, f, {.span = "token", .rerotate = false}));
+  KVC_RETURN_IF_ERROR(ParseSelectionOptions(o, f, {.selection = "kv_head", .head_budget = "global"}));
+  return std::unique_ptr<CompressionMethod>(new Focus(spec, f));
+}
+
 absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeFocus(const CompressionSpec& spec) {
   if (spec.method == "novelty") return MakeNovelty(spec);
+  if (spec.method == "recall") return MakeRecall(spec);
   KVC_ASSIGN_OR_RETURN(
       MethodOptions o,
       MethodOptions::Parse(spec.method, spec.options,
@@ -540,19 +658,9 @@ absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeFocus(const CompressionSp
   KVC_RETURN_IF_ERROR(ParseSpanOptions(o, f));
   KVC_ASSIGN_OR_RETURN(f.contrast, Pick<bool>(o, "score", "contrast", {{"contrast", true}, {"attention", false}}));
   KVC_ASSIGN_OR_RETURN(f.doc_rows, o.Int("doc_rows", 128, 1, 1 << 16));
-  KVC_ASSIGN_OR_RETURN(f.selection, Pick<Selection>(o, "selection", "shared",
-                                                    {{"shared", Selection::kShared},
-                                                     {"layer", Selection::kLayer},
-                                                     {"kv_head", Selection::kKvHead}}));
+  KVC_RETURN_IF_ERROR(ParseSelectionOptions(o, f));
   KVC_ASSIGN_OR_RETURN(f.peak_weight, Pick<bool>(o, "head_weight", "uniform", {{"uniform", false}, {"peak", true}}));
   KVC_ASSIGN_OR_RETURN(f.normalize, o.Bool("normalize", false));
-  KVC_ASSIGN_OR_RETURN(f.adaptive, Pick<bool>(o, "head_budget", "uniform", {{"uniform", false}, {"adaptive", true}}));
-  KVC_ASSIGN_OR_RETURN(f.head_floor, o.Int("head_floor", 20, 0, 100));
-  if (f.adaptive && f.selection != Selection::kKvHead) {
-    return absl::InvalidArgumentError(
-        "options.head_budget: adaptive needs selection=kv_head (the other selections keep the same entries in "
-        "every head)");
-  }
   return std::unique_ptr<CompressionMethod>(new Focus(spec, f));
 }
 

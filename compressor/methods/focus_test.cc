@@ -1,9 +1,12 @@
 // focus on a tiny random model: its budget and protection, whole spans, one selection for all layers, the
 // memory bound past the window, and its reduction to Finch (whose indices the kvpress parity tests hold).
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "compressor/methods/compression.h"
 #include "compressor/methods/options.h"
@@ -337,18 +340,110 @@ TEST_F(FocusTest, NoveltyKeepsTheSpanUnlikeTheRestWithoutAQuery) {
   EXPECT_LE(chunked->stats.peak_cache_entries, chunked->stats.tokens_out + 64);
 }
 
-TEST_F(FocusTest, NoveltyRefusesStoredCachesAndAttentionOptions) {
+TEST_F(FocusTest, NoveltyAndRecallRefuseStoredCachesAndNoveltyAttentionOptions) {
   CompressionInput in = Input(200, 0);
   KvCache full = model_->NewCache();
   ASSERT_TRUE(model_->Prefill(in.context, full).ok());
   in.prefilled = &full;
-  auto r = Run("novelty", 4, {}, in);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(r.status().message().find("document_cache_ids"), std::string::npos) << r.status();
+  for (const char* method : {"novelty", "recall"}) {
+    auto r = Run(method, 4, {}, in);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << method;
+    EXPECT_NE(r.status().message().find("document_cache_ids"), std::string::npos) << r.status();
+  }
   for (const char* name : {"score", "selection", "doc_rows", "head_budget"}) {  // score is span or token
     auto bad = Run("novelty", 4, {{name, "x"}}, Input(100, 0));
     EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << name;
   }
+}
+
+// recall's score, computed here from its definition: in one chunk (no sinks before it), each head's scores
+// are the most attention any replayed row of its query group gives each context entry, the softmax running
+// over the context and the replay so far. With uniform budgets every head keeps its top k of them.
+TEST_F(FocusTest, RecallKeepsWhatTheReplayAttendsToMostPerHead) {
+  CompressionInput in = Input(160, 0);
+  const int64_t C = 160, k = KeptTokens(4, 0, C).value();
+  auto r = Run("recall", 4, {{"head_budget", "uniform"}, {"sinks", "0"}, {"chunk_tokens", "512"}}, in);
+  ASSERT_TRUE(r.ok()) << r.status();
+
+  c10::InferenceMode guard;
+  KvCache cache = model_->NewCache();
+  torch::Tensor ids = torch::tensor(in.context, torch::kInt64);
+  ASSERT_TRUE(model_->Forward(ids, torch::arange(C, torch::kInt64), cache, {}).ok());
+  ForwardOptions fo;
+  fo.capture_queries = C;
+  auto replay = model_->Forward(ids, torch::arange(C, 2 * C, torch::kInt64), cache, fo);
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  for (int64_t l = 0; l < cache.num_layers(); ++l) {
+    const torch::Tensor q = replay->queries[l];  // [H, C, D]
+    const int64_t H = q.size(0), Hkv = cache.shape().kv_heads, D = q.size(2);
+    torch::Tensor keys = cache.Keys(l).repeat_interleave(H / Hkv, 0);  // [H, 2C, D]
+    torch::Tensor logits = torch::matmul(q, keys.transpose(1, 2)) / std::sqrt(static_cast<double>(D));
+    torch::Tensor later = torch::arange(2 * C).unsqueeze(0) > (torch::arange(C) + C).unsqueeze(1);  // [C, 2C]
+    torch::Tensor attn = torch::softmax(logits.masked_fill(later, -INFINITY), -1).narrow(2, 0, C);
+    torch::Tensor score = std::get<0>(attn.amax(1).view({Hkv, H / Hkv, C}).max(1));  // [Hkv, C]
+    for (int64_t h = 0; h < Hkv; ++h) {
+      torch::Tensor want = std::get<0>(std::get<1>(score[h].topk(k)).sort());
+      EXPECT_TRUE(torch::equal(r->stats.kept_positions[l][h], want)) << "layer " << l << " head " << h;
+    }
+  }
+}
+
+// The default, as KVzip: every layer and head share one budget of layers * heads * k entries, each head
+// keeping at least head_floor% of k and its protected prefix; positions stay the document's; no query.
+TEST_F(FocusTest, RecallSharesOneBudgetAcrossLayersAndHeadsWithoutAQuery) {
+  CompressionInput in = Input(600, 0, /*protected_prefix=*/6);
+  const int64_t k = 6 + KeptTokens(4, 0, 594).value();
+  auto method = CreateCompressionMethod(CompressionSpec{"recall", 4, 0, {{"chunk_tokens", "128"}}});
+  ASSERT_TRUE(method.ok()) << method.status();
+  EXPECT_FALSE((*method)->query_aware());
+  auto r = (*method)->Compress(in);
+  ASSERT_TRUE(r.ok()) << r.status();
+  int64_t total = 0, heads = 0;
+  std::set<int64_t> counts;
+  for (int64_t l = 0; l < r->cache.num_layers(); ++l) {
+    const std::vector<int64_t> n = r->cache.HeadLengths(l);
+    for (size_t h = 0; h < n.size(); ++h) {
+      total += n[h];
+      ++heads;
+      counts.insert(n[h]);
+      EXPECT_GE(n[h], (k * 20 + 99) / 100);
+      torch::Tensor pos = r->stats.kept_positions[l][h].narrow(0, 0, 6);
+      EXPECT_TRUE(torch::equal(pos, torch::arange(6, torch::kInt64))) << "the protected prefix, in every head";
+    }
+  }
+  EXPECT_EQ(total, heads * k);
+  EXPECT_GT(counts.size(), 1u) << "on a random model the heads should not split the budget evenly";
+  EXPECT_EQ(r->cache.next_position(), 600) << "rerotate=false: the suffix continues after the document";
+
+  in.suffix = {5, 6, 7};
+  auto with_query = (*method)->Compress(in);
+  ASSERT_TRUE(with_query.ok()) << with_query.status();
+  for (int64_t l = 0; l < r->cache.num_layers(); ++l) {
+    EXPECT_TRUE(torch::equal(with_query->stats.kept_positions[l], r->stats.kept_positions[l])) << l;
+  }
+  // The ragged cache decodes at its next position.
+  ForwardOptions fo;
+  fo.logits_for = {0};
+  auto out = model_->Forward(torch::tensor({7}, torch::kInt64), torch::tensor({600}, torch::kInt64), r->cache, fo);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_TRUE(torch::isfinite(out->logits).all().item<bool>());
+}
+
+TEST_F(FocusTest, RecallRefusesBadOptions) {
+  for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
+           {"score", "contrast"}, {"window", "8"}, {"head_budget", "x"}, {"layer_budget", "pyramid"}}) {
+    auto bad = Run("recall", 4, {{name, value}}, Input(100, 0));
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << name;
+  }
+  auto shared = Run("recall", 4, {{"selection", "shared"}}, Input(100, 0));
+  EXPECT_EQ(shared.status().code(), absl::StatusCode::kInvalidArgument) << "global budgets need kv_head";
+  EXPECT_NE(shared.status().message().find("kv_head"), std::string::npos) << shared.status();
+  EXPECT_TRUE(
+      Run("recall", 4, {{"selection", "shared"}, {"head_budget", "uniform"}, {"chunk_tokens", "512"}}, Input(100, 0))
+          .ok());
+  auto pyramid = Run("focus", 4, {{"selection", "kv_head"}, {"head_budget", "global"}, {"layer_budget", "pyramid"}},
+                     Input(100, 4));
+  EXPECT_EQ(pyramid.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -204,7 +204,7 @@ absl::StatusOr<std::unique_ptr<CompressionMethod>> CreateCompressionMethod(const
     return absl::InvalidArgumentError(absl::StrCat("ratio or target_tokens is required for method ", m));
   }
   if (m == "finch") return MakeFinch(spec);
-  if (m == "focus" || m == "novelty") return MakeFocus(spec);
+  if (m == "focus" || m == "novelty" || m == "recall") return MakeFocus(spec);
   if (m == "snapkv") return MakeSnapKv(spec);
   if (m == "streaming_llm") return MakeStreamingLlm(spec);
   if (m == "knorm") return MakeKnorm(spec);

@@ -213,8 +213,9 @@ void AddPrecomputeCommand(CLI::App& root, CliContext& ctx, CommandTable& table) 
       ->type_name("full|query-agnostic")
       ->required()
       ->check(Quiet(CLI::IsMember({"full", "query-agnostic"})));
-  flags->spec.Register(sub, "query-agnostic: the method (novelty, knorm, streaming_llm, random, truncate, snapkv, none); "
-                            "full: leave unset");
+  flags->spec.Register(sub,
+                       "query-agnostic: the method (novelty, recall, knorm, streaming_llm, random, truncate, snapkv, "
+                       "none); full: leave unset");
   sub->add_option("-j,--concurrency", flags->concurrency, "Requests in flight at once, 1 to 256")
       ->type_name("N")
       ->capture_default_str()
@@ -238,8 +239,9 @@ void AddPrecomputeCommand(CLI::App& root, CliContext& ctx, CommandTable& table) 
       "stores a cache per document, no query involved:\n"
       "  --mode full            the full KV; a later `kvc compress --document-cache-id` selects from it with\n"
       "                         the query, without a second prefill\n"
-      "  --mode query-agnostic  compressed with a method that needs no query (novelty, knorm, streaming_llm,\n"
-      "                         random, truncate, snapkv with a fixed window, none), ready for `kvc generate`\n"
+      "  --mode query-agnostic  compressed with a method that needs no query (novelty, recall, knorm,\n"
+      "                         streaming_llm, random, truncate, snapkv with a fixed window, none), ready for\n"
+      "                         `kvc generate`\n"
       "One JSON line per document ({\"id\", \"cache_id\", \"cache_hit\", \"tokens_in\", \"tokens_out\",\n"
       "\"bytes\"}) goes to --output (appended) or stdout. A progress bar with the rate and ETA and a final\n"
       "summary go to stderr.\n"

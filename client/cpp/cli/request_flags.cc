@@ -113,7 +113,8 @@ void CompressFlags::Register(CLI::App* app, bool query_required) {
                      ->type_name("TEXT");
   if (query_required) query_option->required();
   spec.Register(app,
-                "Compression method: focus (default), finch, snapkv, novelty, streaming_llm, knorm, random, truncate, none");
+                "Compression method: focus (default), finch, snapkv, novelty, recall, streaming_llm, knorm, random, "
+                "truncate, none");
 }
 
 absl::StatusOr<kvc::v1::CompressRequest> CompressFlags::Request(std::istream& stdin_stream) const {
