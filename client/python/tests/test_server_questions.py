@@ -20,7 +20,8 @@ QUESTIONS = ["Who was the chief engineer of the Harbor Bridge?", "How much does 
              "When did the Harbor Bridge open?"]
 
 
-@pytest.mark.parametrize("mode,method,ratio", [("full", None, None), ("query_agnostic", "novelty", 2)])
+@pytest.mark.parametrize("mode,method,ratio", [("full", None, None), ("query_agnostic", "novelty", 2),
+                                               ("query_agnostic", "recall", 2)])
 def test_questions_match_separate_calls(kvc_server, mode, method, ratio):
     with KvcClient(kvc_server.address) as kvc:
         stored = kvc.precompute(DOCUMENTS, mode=mode, method=method, ratio=ratio)
