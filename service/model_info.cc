@@ -116,7 +116,7 @@ std::vector<kvc::v1::MethodInfo> MethodCatalog(int64_t prefill_chunk) {
       Method("recall", false,
              {Option("chunk_tokens", "2048",
                      "Context tokens per chunk of the prefill, each replayed and scored as it is read (1 to "
-                     "16777216, at most the model window); memory is bounded by budget + chunk."),
+                     "16777216, at most the model window); memory is bounded by budget + twice the chunk."),
               SpanOption("token"), SpanTokensOption(), SpanPoolOption(), PoolKernelOption(),
               Option("selection", "kv_head",
                      "kv_head: one set per KV head and layer; layer: one set per layer; shared: the same tokens in "
