@@ -132,6 +132,7 @@ absl::StatusOr<kvc::v1::ModelInfo> KvcClient::GetModelInfo(const CallOptions& ca
 absl::StatusOr<kvc::v1::Usage> KvcClient::Generate(const kvc::v1::GenerateRequest& request,
                                                    const DeltaCallback& on_delta, const CallOptions& call) {
   KVC_ASSIGN_OR_RETURN(std::vector<kvc::v1::Usage> usages, GenerateAnswers(request, on_delta, nullptr, call));
+  if (usages.empty()) return absl::InternalError("Generator.Generate: the stream ended without usage");
   return std::move(usages.back());
 }
 
