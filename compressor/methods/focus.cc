@@ -104,7 +104,6 @@ struct FocusOptions {
   bool novelty_tokens = false;  // novelty score=token: each token's own distance, pooled over its span
   int64_t novelty_window = 0;   // novelty window: tokens around each one that it is compared with (0: the chunk)
   bool recall = false;          // the method "recall": scores from replaying the chunk, no query
-  int64_t recall_rows = 512;    // recall: replay rows scored at once (bounds the attention scratch)
 };
 
 // Kept slots of one layer: idx [R, slots] ascending, then padding; valid [R, slots] bool, or undefined when no
@@ -333,6 +332,9 @@ class Focus : public MethodBase {
   // layer [Hkv, len] the most attention each chunk entry (cache slots kept_before..+len) gets from any replay
   // row and any query head of its group, with the softmax over the `sinks` first slots, the chunk and the
   // replay itself, as KVzip scores a chunk. The replay's KV is dropped again.
+  // Replay rows scored at once: bounds the attention scratch to [heads, rows, sinks + 2 * chunk].
+  static constexpr int64_t kRecallRows = 512;
+
   absl::StatusOr<std::vector<torch::Tensor>> RecallScores(const LlamaModel& model, KvCache& cache,
                                                           const torch::Tensor& chunk, int64_t at, int64_t kept_before,
                                                           int64_t sinks) const {
@@ -348,8 +350,8 @@ class Focus : public MethodBase {
       torch::Tensor sub =
           torch::cat({keys.narrow(1, 0, sinks), keys.narrow(1, kept_before, len), keys.narrow(1, scored, R)}, 1);
       torch::Tensor best;
-      for (int64_t r0 = 0; r0 < R; r0 += o_.recall_rows) {
-        const int64_t r1 = std::min(R, r0 + o_.recall_rows);
+      for (int64_t r0 = 0; r0 < R; r0 += kRecallRows) {
+        const int64_t r1 = std::min(R, r0 + kRecallRows);
         torch::Tensor attn =
             WindowAttention(out.queries[l].narrow(1, r0, r1 - r0), sub.narrow(1, 0, sinks + len + r1));  // [H, rows, n]
         torch::Tensor m = std::get<0>(attn.narrow(2, sinks, len).amax(1).view({Hkv, H / Hkv, len}).max(1));

@@ -167,12 +167,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(const ModelC
       KVC_ASSIGN_OR_RETURN(head, LoadChecked(w, "lm_head.weight", {vocab, hidden}, table_dt, dev));
     }
     KVC_ASSIGN_OR_RETURN(model->lm_head_, OutputHead::Create(head, {.int8 = q4, .rows = tied}));
-    // A tied embedding shares the lm_head's table, or reads its int8 rows (embed_ left undefined).
-    if (!tied) {
-      model->embed_ = embed;
-    } else if (model->lm_head_.table().defined()) {
-      model->embed_ = model->lm_head_.table();
-    }
+    // A tied embedding reads its rows from the lm_head (embed_ left undefined).
+    if (!tied) model->embed_ = embed;
     // Fused projections are loaded in float32, joined, then put in the chosen format.
     auto linear = [&](const std::string& name, std::vector<torch::Tensor> parts,
                       torch::Tensor bias = {}) -> absl::StatusOr<LinearWeight> {
@@ -211,8 +207,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(const ModelC
 
 int64_t LlamaModel::weight_bytes() const {
   auto size = [](const torch::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : int64_t{0}; };
-  int64_t n = (lm_head_.table().defined() && lm_head_.table().is_same(embed_) ? 0 : size(embed_)) + size(norm_) +
-              lm_head_.bytes();
+  int64_t n = size(embed_) + size(norm_) + lm_head_.bytes();
   for (const Layer& l : layers_) {
     n += size(l.attn_norm) + size(l.ffn_norm) + l.wqkv.bytes() + l.wo.bytes() + l.w_gate_up.bytes() +
          l.w_down.bytes();

@@ -121,9 +121,9 @@ class LlamaModel {
   torch::ScalarType dtype_ = torch::kFloat32;
   WeightFormat weights_ = WeightFormat::kFloat;
   std::string fingerprint_;
-  torch::Tensor embed_;    // [vocab, hidden] in the model dtype (bfloat16 under q4)
+  torch::Tensor embed_;    // [vocab, hidden] in the model dtype (bfloat16 under q4); undefined when tied
   torch::Tensor norm_;     // [hidden]
-  OutputHead lm_head_;     // [vocab, hidden]: like embed_ (sharing its storage when tied), int8 rows under q4
+  OutputHead lm_head_;     // [vocab, hidden] like embed_, int8 rows under q4; a tied model's embedding too
   std::vector<Layer> layers_;
 };
 
