@@ -11,6 +11,16 @@ namespace {
 // row stays on the calling thread.
 int64_t Grain(int64_t row_elements) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, row_elements)); }
 
+// Calls f with a typed pointer to `t`'s data, float or bfloat16 (the only two the kernels write or read).
+template <typename T, typename F>
+void WithData(T& t, F&& f) {
+  if (t.scalar_type() == torch::kBFloat16) {
+    f(t.template data_ptr<c10::BFloat16>());
+  } else {
+    f(t.template data_ptr<float>());
+  }
+}
+
 }  // namespace
 
 bool Eligible(std::initializer_list<const torch::Tensor*> tensors) {
@@ -20,27 +30,28 @@ bool Eligible(std::initializer_list<const torch::Tensor*> tensors) {
   return true;
 }
 
-torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& w, double eps) {
+torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& w, double eps, torch::ScalarType out_type) {
   const int64_t n = x.size(0), d = x.size(1);
   torch::Tensor wc = w.contiguous();
-  torch::Tensor out = torch::empty({n, d}, x.options().memory_format(torch::MemoryFormat::Contiguous));
+  torch::Tensor out = torch::empty({n, d}, x.options().dtype(out_type).memory_format(torch::MemoryFormat::Contiguous));
   const float* xp = x.data_ptr<float>();
   const float* wp = wc.data_ptr<float>();
-  float* op = out.data_ptr<float>();
   const int64_t rs = x.stride(0), cs = x.stride(1);
   const float feps = static_cast<float>(eps);
-  at::parallel_for(0, n, Grain(d), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const float* xr = xp + r * rs;
-      double sum = 0;
-      for (int64_t i = 0; i < d; ++i) {
-        const float v = xr[i * cs];
-        sum += static_cast<double>(v * v);
+  WithData(out, [&](auto* op) {
+    at::parallel_for(0, n, Grain(d), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const float* xr = xp + r * rs;
+        double sum = 0;
+        for (int64_t i = 0; i < d; ++i) {
+          const float v = xr[i * cs];
+          sum += static_cast<double>(v * v);
+        }
+        const float inv = 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(d)) + feps);
+        auto* orow = op + r * d;
+        for (int64_t i = 0; i < d; ++i) orow[i] = wp[i] * (xr[i * cs] * inv);
       }
-      const float inv = 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(d)) + feps);
-      float* orow = op + r * d;
-      for (int64_t i = 0; i < d; ++i) orow[i] = wp[i] * (xr[i * cs] * inv);
-    }
+    });
   });
   return out;
 }
@@ -73,19 +84,30 @@ torch::Tensor Rotary(const torch::Tensor& x, const torch::Tensor& cos, const tor
   return out;
 }
 
-torch::Tensor SiluMul(const torch::Tensor& gate_up) {
+bool SiluMulEligible(const torch::Tensor& gate_up) {
+  return gate_up.defined() && gate_up.device().is_cpu() && gate_up.dim() == 2 && gate_up.stride(1) == 1 &&
+         (gate_up.scalar_type() == torch::kFloat32 || gate_up.scalar_type() == torch::kBFloat16);
+}
+
+torch::Tensor SiluMul(const torch::Tensor& gate_up, torch::ScalarType out_type) {
   const int64_t n = gate_up.size(0), F = gate_up.size(1) / 2;
-  torch::Tensor out = torch::empty({n, F}, gate_up.options().memory_format(torch::MemoryFormat::Contiguous));
-  const float* gp = gate_up.data_ptr<float>();
-  float* op = out.data_ptr<float>();
+  torch::Tensor out =
+      torch::empty({n, F}, gate_up.options().dtype(out_type).memory_format(torch::MemoryFormat::Contiguous));
   const int64_t rs = gate_up.stride(0);
-  at::parallel_for(0, n, Grain(2 * F), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const float* g = gp + r * rs;
-      const float* u = g + F;
-      float* o = op + r * F;
-      for (int64_t i = 0; i < F; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-    }
+  WithData(gate_up, [&](const auto* gp) {
+    WithData(out, [&](auto* op) {
+      at::parallel_for(0, n, Grain(2 * F), [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          const auto* g = gp + r * rs;
+          const auto* u = g + F;
+          auto* o = op + r * F;
+          for (int64_t i = 0; i < F; ++i) {
+            const float gi = g[i];
+            o[i] = gi / (1.0f + std::exp(-gi)) * static_cast<float>(u[i]);
+          }
+        }
+      });
+    });
   });
   return out;
 }

@@ -17,16 +17,23 @@ namespace kvc::cpu_kernels {
 // True when every tensor is a defined float32 CPU tensor.
 bool Eligible(std::initializer_list<const torch::Tensor*> tensors);
 
-// x [n, d] (any strides), w [d] -> w * (x * rsqrt(mean(x^2) + eps)) [n, d] contiguous. The mean is summed in
-// double, so it may differ from LibTorch's float32 reduction in the last bit.
-torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& w, double eps);
+// x [n, d] (any strides), w [d] -> w * (x * rsqrt(mean(x^2) + eps)) [n, d] contiguous, in `out` (float32, or
+// bfloat16 rounded to nearest even as LibTorch's conversion rounds: what a following bfloat16 product
+// reads, without a separate conversion). The mean is summed in double, so it may differ from LibTorch's
+// float32 reduction in the last bit.
+torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& w, double eps,
+                      torch::ScalarType out = torch::kFloat32);
 
 // x [a, n, D] (any strides), cos and sin [n, D] contiguous -> x * cos + rotate_half(x) * sin [a, n, D]
 // contiguous, bit for bit the composed result.
 torch::Tensor Rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
 
-// gate_up [n, 2F] (gate then up, rows contiguous) -> silu(gate) * up [n, F] contiguous.
-torch::Tensor SiluMul(const torch::Tensor& gate_up);
+// gate_up [n, 2F] (gate then up, rows contiguous; float32, or bfloat16 read as float32) -> silu(gate) * up
+// [n, F] contiguous, computed in float32 and written in `out` (float32 or bfloat16).
+torch::Tensor SiluMul(const torch::Tensor& gate_up, torch::ScalarType out = torch::kFloat32);
+
+// True when SiluMul accepts `gate_up`: a CPU float32 or bfloat16 tensor with contiguous rows.
+bool SiluMulEligible(const torch::Tensor& gate_up);
 
 }  // namespace kvc::cpu_kernels
 

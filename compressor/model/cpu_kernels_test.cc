@@ -48,5 +48,21 @@ TEST(CpuKernelsTest, SiluMulMatchesTheComposedForm) {
   }
 }
 
+// A bfloat16 output is the float32 result rounded as LibTorch's conversion rounds, and a bfloat16 input is
+// read exactly: what the composed form computes around a bfloat16 product.
+TEST(CpuKernelsTest, Bfloat16OutputsAreTheFloat32ResultsConverted) {
+  torch::manual_seed(6);
+  torch::Tensor x = torch::randn({3, 96}) * 3, w = torch::randn({96});
+  EXPECT_TRUE(torch::equal(cpu_kernels::RmsNorm(x, w, 1e-5, torch::kBFloat16),
+                           cpu_kernels::RmsNorm(x, w, 1e-5).to(torch::kBFloat16)));
+  torch::Tensor gu = (torch::randn({2, 2 * 48}) * 4).to(torch::kBFloat16);
+  ASSERT_TRUE(cpu_kernels::SiluMulEligible(gu));
+  EXPECT_TRUE(torch::equal(cpu_kernels::SiluMul(gu, torch::kBFloat16),
+                           cpu_kernels::SiluMul(gu.to(torch::kFloat32)).to(torch::kBFloat16)));
+  EXPECT_TRUE(torch::equal(cpu_kernels::SiluMul(gu), cpu_kernels::SiluMul(gu.to(torch::kFloat32))));
+  EXPECT_FALSE(cpu_kernels::SiluMulEligible(gu.t()));
+  EXPECT_FALSE(cpu_kernels::SiluMulEligible(gu.to(torch::kFloat16)));
+}
+
 }  // namespace
 }  // namespace kvc

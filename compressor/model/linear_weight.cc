@@ -70,16 +70,26 @@ torch::Tensor LinearWeight::Dense() const {
   return torch::addcmul(min_, codes_.to(torch::kFloat32), scale_).reshape({rows, -1}).to(dtype_);
 }
 
-torch::Tensor LinearWeight::Apply(const torch::Tensor& x) const {
-  if (format_ == WeightFormat::kQ4 && packed_.defined() && x.size(0) <= kKernelMaxRows) {
+bool LinearWeight::UsesKernel(int64_t rows) const {
+  return format_ == WeightFormat::kQ4 && packed_.defined() && rows <= kKernelMaxRows;
+}
+
+torch::ScalarType LinearWeight::InputType(int64_t rows) const {
+  return UsesKernel(rows) ? torch::kBFloat16 : dtype_;
+}
+
+torch::Tensor LinearWeight::Product(const torch::Tensor& x) const {
+  if (UsesKernel(x.size(0))) {
     torch::Tensor y = at::_weight_int4pack_mm_for_cpu(x.to(torch::kBFloat16).contiguous(), packed_, kGroup,
-                                                      scale_zero_)
-                          .to(dtype_);
-    return bias_.defined() ? y + bias_ : y;
+                                                      scale_zero_);
+    return bias_.defined() ? y.to(dtype_) + bias_ : y;
   }
   torch::Tensor W = Dense();
-  return bias_.defined() ? torch::addmm(bias_, x, W.t()) : torch::mm(x, W.t());
+  torch::Tensor xd = x.to(dtype_);
+  return bias_.defined() ? torch::addmm(bias_, xd, W.t()) : torch::mm(xd, W.t());
 }
+
+torch::Tensor LinearWeight::Apply(const torch::Tensor& x) const { return Product(x).to(dtype_); }
 
 int64_t LinearWeight::bytes() const {
   int64_t n = 0;

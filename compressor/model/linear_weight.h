@@ -48,6 +48,14 @@ class LinearWeight {
   // x [n, in] in the model dtype -> [n, out] in the model dtype.
   torch::Tensor Apply(const torch::Tensor& x) const;
 
+  // The dtype the product of `rows` rows reads its activations in: bfloat16 for q4's kernel, else the model
+  // dtype. A caller that produces x in it saves a conversion.
+  torch::ScalarType InputType(int64_t rows) const;
+  // x [n, in] in any float dtype -> [n, out] in the dtype the product computed in (bfloat16 from q4's kernel
+  // without a bias, else the model dtype). The values are Apply's; only the final conversion is left to a
+  // caller that would fuse it (a residual add promotes to float32 on its own).
+  torch::Tensor Product(const torch::Tensor& x) const;
+
   // W as a dense [out, in] tensor in the model dtype (a view under float, a fresh tensor under q4).
   torch::Tensor Dense() const;
 
@@ -56,6 +64,9 @@ class LinearWeight {
   int64_t bytes() const;
 
  private:
+  // True when a product of `rows` rows runs q4's int4 kernel.
+  bool UsesKernel(int64_t rows) const;
+
   WeightFormat format_ = WeightFormat::kFloat;
   torch::ScalarType dtype_ = torch::kFloat32;
   torch::Tensor dense_;        // float: [out, in] in dtype_

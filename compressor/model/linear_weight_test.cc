@@ -75,6 +75,24 @@ TEST(LinearWeightTest, Q4FewRowsMatchTheFloatProductWithinBfloat16Rounding) {
   }
 }
 
+// Product leaves the kernel's bfloat16 for the caller to fuse into its next step; the values are Apply's.
+TEST(LinearWeightTest, ProductIsApplyInTheKernelsDtype) {
+  Groups g = MakeGroups(64, 128);
+  auto q4 = LinearWeight::Create("w", g.w, {}, WeightFormat::kQ4, torch::kFloat32);
+  auto dense = LinearWeight::Create("w", g.w, {}, WeightFormat::kFloat, torch::kFloat32);
+  ASSERT_TRUE(q4.ok() && dense.ok());
+  EXPECT_EQ(q4->InputType(1), torch::kBFloat16);
+  EXPECT_EQ(q4->InputType(LinearWeight::kKernelMaxRows + 1), torch::kFloat32);
+  EXPECT_EQ(dense->InputType(1), torch::kFloat32);
+  for (int64_t rows : {int64_t{1}, LinearWeight::kKernelMaxRows + 1}) {
+    torch::Tensor x = torch::randn({rows, 128});
+    torch::Tensor p = q4->Product(x.to(q4->InputType(rows)));
+    EXPECT_EQ(p.scalar_type(), q4->InputType(rows)) << rows;
+    EXPECT_TRUE(torch::equal(p.to(torch::kFloat32), q4->Apply(x))) << rows;
+    EXPECT_TRUE(torch::equal(dense->Product(x), dense->Apply(x))) << rows;
+  }
+}
+
 // The kernel packs output rows in blocks of 16; other counts fall back to the expanded product.
 TEST(LinearWeightTest, Q4OddOutputCountFallsBackToTheExpandedProduct) {
   Groups g = MakeGroups(40, 64);

@@ -238,12 +238,18 @@ LlamaModel::ChunkMask LlamaModel::MaskFor(int64_t past, int64_t n) const {
   return ChunkMask{std::nullopt, past == 0 && n > 1};
 }
 
-torch::Tensor LlamaModel::RmsNorm(const torch::Tensor& x, const torch::Tensor& w) const {
-  if (x.dim() == 2 && cpu_kernels::Eligible({&x, &w})) return cpu_kernels::RmsNorm(x, w, config_.rms_norm_eps);
+torch::Tensor LlamaModel::RmsNorm(const torch::Tensor& x, const torch::Tensor& w,
+                                  std::optional<torch::ScalarType> out) const {
+  const torch::ScalarType kernel_out = out.value_or(torch::kFloat32);
+  if (x.dim() == 2 && cpu_kernels::Eligible({&x, &w}) &&
+      (kernel_out == torch::kFloat32 || kernel_out == torch::kBFloat16)) {
+    return cpu_kernels::RmsNorm(x, w, config_.rms_norm_eps, kernel_out);
+  }
   // Same operation order as transformers' LlamaRMSNorm: normalize in float32, then scale.
   torch::Tensor xf = x.to(torch::kFloat32);
   torch::Tensor var = xf.pow(2).mean(-1, /*keepdim=*/true);
-  return w * (xf * torch::rsqrt(var + config_.rms_norm_eps)).to(x.scalar_type());
+  torch::Tensor y = w * (xf * torch::rsqrt(var + config_.rms_norm_eps)).to(x.scalar_type());
+  return out ? y.to(*out) : y;
 }
 
 absl::StatusOr<ForwardOutput> LlamaModel::Forward(const torch::Tensor& tokens, const torch::Tensor& positions,
@@ -316,7 +322,9 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
   torch::Tensor x = embed_.defined() ? embed_.index_select(0, tok).to(dtype_) : lm_head_.Rows(tok, dtype_);
   for (int64_t l = 0; l < config_.num_layers; ++l) {
     const Layer& L = layers_[l];
-    torch::Tensor h = RmsNorm(x, L.attn_norm);
+    // Each norm writes the dtype its product reads, each product's output is added to the float residual
+    // as it comes: one-token steps are bound by the number of operations.
+    torch::Tensor h = RmsNorm(x, L.attn_norm, L.wqkv.InputType(n));
     torch::Tensor qkv = L.wqkv.Apply(h);
     torch::Tensor q = qkv.narrow(1, 0, H * D).view({n, H, D}).transpose(0, 1);           // [H, n, D]
     torch::Tensor k = qkv.narrow(1, H * D, Hkv * D).view({n, Hkv, D}).transpose(0, 1);   // [Hkv, n, D]
@@ -352,13 +360,18 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
       out.queries.push_back(q.index_select(1, rows));
     }
     torch::Tensor o = attn.squeeze(0).transpose(0, 1).reshape({n, H * D});
-    x = x + L.wo.Apply(o);
-    h = RmsNorm(x, L.ffn_norm);
-    torch::Tensor gu = L.w_gate_up.Apply(h);  // [n, 2F]
-    torch::Tensor act = gu.stride(1) == 1 && cpu_kernels::Eligible({&gu})
-                            ? cpu_kernels::SiluMul(gu)
-                            : torch::silu(gu.narrow(1, 0, F)) * gu.narrow(1, F, F);
-    x = x + L.w_down.Apply(act);
+    x = x + L.wo.Product(o);
+    h = RmsNorm(x, L.ffn_norm, L.w_gate_up.InputType(n));
+    torch::Tensor gu = L.w_gate_up.Product(h);  // [n, 2F]
+    const torch::ScalarType down_in = L.w_down.InputType(n);
+    torch::Tensor act;
+    if (cpu_kernels::SiluMulEligible(gu) && (down_in == torch::kFloat32 || down_in == torch::kBFloat16)) {
+      act = cpu_kernels::SiluMul(gu, down_in);
+    } else {
+      gu = gu.to(dtype_);
+      act = torch::silu(gu.narrow(1, 0, F)) * gu.narrow(1, F, F);
+    }
+    x = x + L.w_down.Product(act);
     if (l + 1 == options.capture_hidden_after) out.hidden = x;
   }
   if (!options.logits_for.empty()) {

@@ -8,6 +8,7 @@
 #define KVC_COMPRESSOR_MODEL_LLAMA_MODEL_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -113,7 +114,9 @@ class LlamaModel {
   torch::Tensor CausalMask(int64_t past, int64_t n) const;
   absl::StatusOr<ForwardOutput> ForwardImpl(const torch::Tensor& tokens, const torch::Tensor& positions,
                                             KvCache& cache, const ForwardOptions& options) const;
-  torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& w) const;
+  // x [n, hidden] -> [n, hidden] in `out` (the model dtype when unset).
+  torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& w,
+                        std::optional<torch::ScalarType> out = std::nullopt) const;
 
   ModelConfig config_;
   std::optional<Rope> rope_;
