@@ -326,11 +326,11 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
     // as it comes: one-token steps are bound by the number of operations.
     torch::Tensor h = RmsNorm(x, L.attn_norm, L.wqkv.InputType(n));
     torch::Tensor qkv = L.wqkv.Apply(h);
-    torch::Tensor q = qkv.narrow(1, 0, H * D).view({n, H, D}).transpose(0, 1);           // [H, n, D]
-    torch::Tensor k = qkv.narrow(1, H * D, Hkv * D).view({n, Hkv, D}).transpose(0, 1);   // [Hkv, n, D]
+    // The query and key heads are rotated in one pass: [H + Hkv, n, D], split after.
+    torch::Tensor qk = Rope::Apply(qkv.narrow(1, 0, (H + Hkv) * D).view({n, H + Hkv, D}).transpose(0, 1), cos, sin);
+    torch::Tensor q = qk.narrow(0, 0, H);    // [H, n, D]
+    torch::Tensor k = qk.narrow(0, H, Hkv);  // [Hkv, n, D]
     torch::Tensor v = qkv.narrow(1, (H + Hkv) * D, Hkv * D).view({n, Hkv, D}).transpose(0, 1);
-    q = Rope::Apply(q, cos, sin);
-    k = Rope::Apply(k, cos, sin);
     const int64_t past = cache.length(l);
     auto [it, fresh] = masks.try_emplace(past);
     if (fresh) it->second = MaskFor(past, n);
@@ -360,7 +360,7 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
       out.queries.push_back(q.index_select(1, rows));
     }
     torch::Tensor o = attn.squeeze(0).transpose(0, 1).reshape({n, H * D});
-    x = x + L.wo.Product(o);
+    x.add_(L.wo.Product(o));  // x is this pass's own tensor (the embedding rows are a fresh copy)
     h = RmsNorm(x, L.ffn_norm, L.w_gate_up.InputType(n));
     torch::Tensor gu = L.w_gate_up.Product(h);  // [n, 2F]
     const torch::ScalarType down_in = L.w_down.InputType(n);
@@ -371,8 +371,8 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
       gu = gu.to(dtype_);
       act = torch::silu(gu.narrow(1, 0, F)) * gu.narrow(1, F, F);
     }
-    x = x + L.w_down.Product(act);
-    if (l + 1 == options.capture_hidden_after) out.hidden = x;
+    x.add_(L.w_down.Product(act));
+    if (l + 1 == options.capture_hidden_after) out.hidden = x.clone();
   }
   if (!options.logits_for.empty()) {
     torch::Tensor idx = torch::tensor(options.logits_for, torch::kInt64).to(device_);
