@@ -61,6 +61,14 @@ kvc::v1::MethodOption SinksOption() {
 kvc::v1::MethodOption RerotateOption(const std::string& fallback = "true") {
   return Option("rerotate", fallback, "Re-rotate kept keys to contiguous positions (true/false).");
 }
+kvc::v1::MethodOption HeadFloorOption() {
+  return Option("head_floor", "20", "Percent of the mean per-head budget every head keeps (adaptive, global).");
+}
+kvc::v1::MethodOption HeadCapOption() {
+  return Option("head_cap", "0",
+                "Percent of the mean per-head budget no head exceeds (adaptive, global), 100 or more; 0: no cap. "
+                "A layer in memory is as long as its fullest head, so this bounds a ragged cache's memory.");
+}
 kvc::v1::MethodOption PrefixInBudgetOption() {
   return Option("prefix_in_budget", "false",
                 "Count the protected prefix in a ratio's budget (C / ratio kept, as other methods); by default the "
@@ -106,6 +114,13 @@ std::vector<kvc::v1::MethodInfo> MethodCatalog(int64_t prefill_chunk) {
               SinksOption(),
               Option("head_weight", "uniform", "uniform, or peak: weigh each head by its largest score."),
               Option("normalize", "false", "Finch's row scaling of the query attention (true/false)."),
+              Option("head_budget", "uniform",
+                     "uniform: k entries per head; adaptive: the heads of a layer share theirs (AdaKV); global: the "
+                     "heads of every layer share one budget. adaptive and global need selection=kv_head."),
+              HeadFloorOption(), HeadCapOption(),
+              Option("layer_budget", "uniform",
+                     "uniform, or pyramid: budgets falling linearly over the layers (PyramidKV), the same mean."),
+              Option("pyramid_last", "50", "Under layer_budget=pyramid, the last layer's percent of the mean, 1 to 100."),
               RerotateOption(), PrefixInBudgetOption()}),
       Method("knorm", false, {ChunkTokens(chunk)}),
       Method("none", false, {ChunkTokens(chunk)}),
@@ -124,8 +139,7 @@ std::vector<kvc::v1::MethodInfo> MethodCatalog(int64_t prefill_chunk) {
               Option("head_budget", "global",
                      "global: the heads of every layer share one budget (KVzip); adaptive: the heads of a layer "
                      "share theirs; uniform: k entries per head. adaptive and global need selection=kv_head."),
-              Option("head_floor", "20", "Percent of the mean per-head budget every head keeps (adaptive, global)."),
-              SinksOption(), RerotateOption("false"), PrefixInBudgetOption()}),
+              HeadFloorOption(), HeadCapOption(), SinksOption(), RerotateOption("false"), PrefixInBudgetOption()}),
       Method("snapkv", false,
              {ChunkTokens(chunk),
               Option("window", "64",

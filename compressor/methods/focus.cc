@@ -99,6 +99,7 @@ struct FocusOptions {
   int64_t pyramid_last = 50;   // the last layer's share of the mean budget, percent
   bool adaptive = false;       // head_budget=adaptive
   int64_t head_floor = 20;     // percent of the per-head budget that every head keeps at least
+  int64_t head_cap = 0;        // percent of the per-head budget that no head exceeds (0: no cap)
   bool global = false;         // head_budget=global: the heads of every layer share one budget
   bool novelty = false;        // the method "novelty": scores from the document alone, no query
   bool novelty_tokens = false;  // novelty score=token: each token's own distance, pooled over its span
@@ -476,14 +477,20 @@ class Focus : public MethodBase {
 
   // head_budget=adaptive (as AdaKV): the heads of a layer share heads * k slots. Each head first gets
   // head_floor% of k, then the rest go to the best remaining entries of any head, by span score (key [Hkv, n],
-  // in each head's order, -inf for padding); real [Hkv] caps each head at its entries. Returns [Hkv] counts.
+  // in each head's order, -inf for padding), no head above head_cap% of k; real [Hkv] caps each head at its
+  // entries. Returns [Hkv] counts.
   torch::Tensor HeadCounts(const torch::Tensor& key, const torch::Tensor& real, int64_t k) const {
     const int64_t Hkv = key.size(0), n = key.size(1);
     const int64_t floor = (k * o_.head_floor + 99) / 100;
-    torch::Tensor base = real.clamp_max(floor);
-    const int64_t extra = std::min(Hkv * k, real.sum().item<int64_t>()) - base.sum().item<int64_t>();
+    // A layer's cache is as long as its fullest head (kv_cache.h pads the others), so the cap is what bounds
+    // the memory and the decode step of a ragged cache; it is never below the mean, so the budget fits.
+    const int64_t cap = o_.head_cap > 0 ? std::max<int64_t>(k, k * o_.head_cap / 100) : n;
+    torch::Tensor limit = real.clamp_max(cap);
+    torch::Tensor base = limit.clamp_max(floor);
+    const int64_t extra = std::min(Hkv * k, limit.sum().item<int64_t>()) - base.sum().item<int64_t>();
     if (extra <= 0) return base;
-    torch::Tensor rest = key.masked_fill(torch::arange(n, real.options()).unsqueeze(0) < base.unsqueeze(1),
+    torch::Tensor slot = torch::arange(n, real.options()).unsqueeze(0);
+    torch::Tensor rest = key.masked_fill((slot < base.unsqueeze(1)).logical_or(slot >= limit.unsqueeze(1)),
                                          -std::numeric_limits<double>::infinity());
     torch::Tensor picked = std::get<1>(rest.flatten().topk(extra));
     return base + torch::bincount(torch::div(picked, n, "floor"), {}, Hkv);
@@ -566,6 +573,7 @@ struct SpanDefaults {
 struct SelectionDefaults {
   const char* selection = "shared";
   const char* head_budget = "uniform";
+  int64_t head_cap = 0;
 };
 
 // The options of the loop, the spans and the budgets, which focus, novelty and recall share.
@@ -602,6 +610,11 @@ absl::Status ParseSelectionOptions(const MethodOptions& o, FocusOptions& f, Sele
   f.adaptive = head_budget != "uniform";
   f.global = head_budget == "global";
   KVC_ASSIGN_OR_RETURN(f.head_floor, o.Int("head_floor", 20, 0, 100));
+  KVC_ASSIGN_OR_RETURN(f.head_cap, o.Int("head_cap", d.head_cap, 0, 100000));
+  if (f.head_cap > 0 && f.head_cap < 100) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "options.head_cap: ", f.head_cap, " is below 100 (a head may always keep the mean budget); 0 means no cap"));
+  }
   if (f.adaptive && f.selection != Selection::kKvHead) {
     return absl::InvalidArgumentError(absl::StrCat(
         "options.head_budget: ", head_budget,
@@ -638,12 +651,12 @@ absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeRecall(const CompressionS
   KVC_ASSIGN_OR_RETURN(MethodOptions o, MethodOptions::Parse(spec.method, spec.options,
                                                              {"chunk_tokens", "span", "span_tokens", "span_pool",
                                                               "pool_kernel", "sinks", "rerotate", "prefix_in_budget",
-                                                              "selection", "head_budget", "head_floor"}));
+                                                              "selection", "head_budget", "head_floor", "head_cap"}));
   FocusOptions f;
   f.recall = true;
   f.contrast = false;
   KVC_RETURN_IF_ERROR(ParseSpanOptions(o, f, {.span = "token", .rerotate = false}));
-  KVC_RETURN_IF_ERROR(ParseSelectionOptions(o, f, {.selection = "kv_head", .head_budget = "global"}));
+  KVC_RETURN_IF_ERROR(ParseSelectionOptions(o, f, {.selection = "kv_head", .head_budget = "global", .head_cap = 0}));
   return std::unique_ptr<CompressionMethod>(new Focus(spec, f));
 }
 
@@ -655,7 +668,7 @@ absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeFocus(const CompressionSp
       MethodOptions::Parse(spec.method, spec.options,
                            {"chunk_tokens", "score", "doc_rows", "span", "span_tokens", "span_pool", "pool_kernel",
                             "selection", "sinks", "head_weight", "normalize", "rerotate", "prefix_in_budget",
-                            "layer_budget", "pyramid_last", "head_budget", "head_floor"}));
+                            "layer_budget", "pyramid_last", "head_budget", "head_floor", "head_cap"}));
   FocusOptions f;
   KVC_RETURN_IF_ERROR(ParseSpanOptions(o, f));
   KVC_ASSIGN_OR_RETURN(f.contrast, Pick<bool>(o, "score", "contrast", {{"contrast", true}, {"attention", false}}));

@@ -429,9 +429,32 @@ TEST_F(FocusTest, RecallSharesOneBudgetAcrossLayersAndHeadsWithoutAQuery) {
   EXPECT_TRUE(torch::isfinite(out->logits).all().item<bool>());
 }
 
+// head_cap bounds every head at head_cap% of k, and so each layer's length in memory (a layer is as long as
+// its fullest head), while the heads still share the whole budget.
+TEST_F(FocusTest, RecallHeadCapBoundsEveryHeadAndTheLayerLength) {
+  CompressionInput in = Input(600, 0, /*protected_prefix=*/6);
+  const int64_t k = 6 + KeptTokens(4, 0, 594).value();
+  const int64_t cap = k * 105 / 100;
+  auto uncapped = Run("recall", 4, {{"chunk_tokens", "128"}}, in);
+  auto capped = Run("recall", 4, {{"chunk_tokens", "128"}, {"head_cap", "105"}}, in);
+  ASSERT_TRUE(uncapped.ok() && capped.ok()) << uncapped.status() << capped.status();
+  int64_t longest = 0, total = 0, heads = 0;
+  for (int64_t l = 0; l < uncapped->cache.num_layers(); ++l) {
+    longest = std::max(longest, uncapped->cache.length(l));
+    EXPECT_LE(capped->cache.length(l), cap) << "layer " << l;
+    for (int64_t n : capped->cache.HeadLengths(l)) {
+      EXPECT_LE(n, cap);
+      total += n;
+      ++heads;
+    }
+  }
+  EXPECT_GT(longest, cap) << "on a random model some head should want more than the cap";
+  EXPECT_EQ(total, heads * k);
+}
+
 TEST_F(FocusTest, RecallRefusesBadOptions) {
   for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
-           {"score", "contrast"}, {"window", "8"}, {"head_budget", "x"}, {"layer_budget", "pyramid"}}) {
+           {"score", "contrast"}, {"window", "8"}, {"head_budget", "x"}, {"layer_budget", "pyramid"}, {"head_cap", "50"}}) {
     auto bad = Run("recall", 4, {{name, value}}, Input(100, 0));
     EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << name;
   }
