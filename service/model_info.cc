@@ -61,6 +61,11 @@ kvc::v1::MethodOption SinksOption() {
 kvc::v1::MethodOption RerotateOption(const std::string& fallback = "true") {
   return Option("rerotate", fallback, "Re-rotate kept keys to contiguous positions (true/false).");
 }
+kvc::v1::MethodOption HeadBudgetOption(const std::string& fallback) {
+  return Option("head_budget", fallback,
+                "uniform: k entries per head; adaptive: the heads of a layer share theirs (AdaKV); global: the heads "
+                "of every layer share one budget (KVzip). adaptive and global need selection=kv_head.");
+}
 kvc::v1::MethodOption HeadFloorOption() {
   return Option("head_floor", "20", "Percent of the mean per-head budget every head keeps (adaptive, global).");
 }
@@ -114,9 +119,7 @@ std::vector<kvc::v1::MethodInfo> MethodCatalog(int64_t prefill_chunk) {
               SinksOption(),
               Option("head_weight", "uniform", "uniform, or peak: weigh each head by its largest score."),
               Option("normalize", "false", "Finch's row scaling of the query attention (true/false)."),
-              Option("head_budget", "uniform",
-                     "uniform: k entries per head; adaptive: the heads of a layer share theirs (AdaKV); global: the "
-                     "heads of every layer share one budget. adaptive and global need selection=kv_head."),
+              HeadBudgetOption("uniform"),
               HeadFloorOption(), HeadCapOption(),
               Option("layer_budget", "uniform",
                      "uniform, or pyramid: budgets falling linearly over the layers (PyramidKV), the same mean."),
@@ -136,9 +139,7 @@ std::vector<kvc::v1::MethodInfo> MethodCatalog(int64_t prefill_chunk) {
               Option("selection", "kv_head",
                      "kv_head: one set per KV head and layer; layer: one set per layer; shared: the same tokens in "
                      "every layer and head."),
-              Option("head_budget", "global",
-                     "global: the heads of every layer share one budget (KVzip); adaptive: the heads of a layer "
-                     "share theirs; uniform: k entries per head. adaptive and global need selection=kv_head."),
+              HeadBudgetOption("global"),
               HeadFloorOption(), HeadCapOption(), SinksOption(), RerotateOption("false"), PrefixInBudgetOption()}),
       Method("snapkv", false,
              {ChunkTokens(chunk),

@@ -573,7 +573,6 @@ struct SpanDefaults {
 struct SelectionDefaults {
   const char* selection = "shared";
   const char* head_budget = "uniform";
-  int64_t head_cap = 0;
 };
 
 // The options of the loop, the spans and the budgets, which focus, novelty and recall share.
@@ -610,7 +609,7 @@ absl::Status ParseSelectionOptions(const MethodOptions& o, FocusOptions& f, Sele
   f.adaptive = head_budget != "uniform";
   f.global = head_budget == "global";
   KVC_ASSIGN_OR_RETURN(f.head_floor, o.Int("head_floor", 20, 0, 100));
-  KVC_ASSIGN_OR_RETURN(f.head_cap, o.Int("head_cap", d.head_cap, 0, 100000));
+  KVC_ASSIGN_OR_RETURN(f.head_cap, o.Int("head_cap", 0, 0, 100000));
   if (f.head_cap > 0 && f.head_cap < 100) {
     return absl::InvalidArgumentError(absl::StrCat(
         "options.head_cap: ", f.head_cap, " is below 100 (a head may always keep the mean budget); 0 means no cap"));
@@ -656,7 +655,7 @@ absl::StatusOr<std::unique_ptr<CompressionMethod>> MakeRecall(const CompressionS
   f.recall = true;
   f.contrast = false;
   KVC_RETURN_IF_ERROR(ParseSpanOptions(o, f, {.span = "token", .rerotate = false}));
-  KVC_RETURN_IF_ERROR(ParseSelectionOptions(o, f, {.selection = "kv_head", .head_budget = "global", .head_cap = 0}));
+  KVC_RETURN_IF_ERROR(ParseSelectionOptions(o, f, {.selection = "kv_head", .head_budget = "global"}));
   return std::unique_ptr<CompressionMethod>(new Focus(spec, f));
 }
 

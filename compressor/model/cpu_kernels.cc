@@ -84,9 +84,11 @@ torch::Tensor Rotary(const torch::Tensor& x, const torch::Tensor& cos, const tor
   return out;
 }
 
+bool KernelType(torch::ScalarType type) { return type == torch::kFloat32 || type == torch::kBFloat16; }
+
 bool SiluMulEligible(const torch::Tensor& gate_up) {
   return gate_up.defined() && gate_up.device().is_cpu() && gate_up.dim() == 2 && gate_up.stride(1) == 1 &&
-         (gate_up.scalar_type() == torch::kFloat32 || gate_up.scalar_type() == torch::kBFloat16);
+         KernelType(gate_up.scalar_type());
 }
 
 torch::Tensor SiluMul(const torch::Tensor& gate_up, torch::ScalarType out_type) {

@@ -32,7 +32,10 @@ torch::Tensor Rotary(const torch::Tensor& x, const torch::Tensor& cos, const tor
 // [n, F] contiguous, computed in float32 and written in `out` (float32 or bfloat16).
 torch::Tensor SiluMul(const torch::Tensor& gate_up, torch::ScalarType out = torch::kFloat32);
 
-// True when SiluMul accepts `gate_up`: a CPU float32 or bfloat16 tensor with contiguous rows.
+// True for the dtypes the kernels read and write besides float32 inputs: float32 and bfloat16.
+bool KernelType(torch::ScalarType type);
+
+// True when SiluMul accepts `gate_up`: a CPU tensor of a KernelType with contiguous rows.
 bool SiluMulEligible(const torch::Tensor& gate_up);
 
 }  // namespace kvc::cpu_kernels

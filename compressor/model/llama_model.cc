@@ -241,8 +241,7 @@ LlamaModel::ChunkMask LlamaModel::MaskFor(int64_t past, int64_t n) const {
 torch::Tensor LlamaModel::RmsNorm(const torch::Tensor& x, const torch::Tensor& w,
                                   std::optional<torch::ScalarType> out) const {
   const torch::ScalarType kernel_out = out.value_or(torch::kFloat32);
-  if (x.dim() == 2 && cpu_kernels::Eligible({&x, &w}) &&
-      (kernel_out == torch::kFloat32 || kernel_out == torch::kBFloat16)) {
+  if (x.dim() == 2 && cpu_kernels::Eligible({&x, &w}) && cpu_kernels::KernelType(kernel_out)) {
     return cpu_kernels::RmsNorm(x, w, config_.rms_norm_eps, kernel_out);
   }
   // Same operation order as transformers' LlamaRMSNorm: normalize in float32, then scale.
@@ -322,8 +321,8 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
   torch::Tensor x = embed_.defined() ? embed_.index_select(0, tok).to(dtype_) : lm_head_.Rows(tok, dtype_);
   for (int64_t l = 0; l < config_.num_layers; ++l) {
     const Layer& L = layers_[l];
-    // Each norm writes the dtype its product reads, each product's output is added to the float residual
-    // as it comes: one-token steps are bound by the number of operations.
+    // Each norm writes the dtype its product reads, and each product's output joins the float residual as
+    // it comes, so no separate conversion runs around a bfloat16 product.
     torch::Tensor h = RmsNorm(x, L.attn_norm, L.wqkv.InputType(n));
     torch::Tensor qkv = L.wqkv.Apply(h);
     // The query and key heads are rotated in one pass: [H + Hkv, n, D], split after.
@@ -365,7 +364,7 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
     torch::Tensor gu = L.w_gate_up.Product(h);  // [n, 2F]
     const torch::ScalarType down_in = L.w_down.InputType(n);
     torch::Tensor act;
-    if (cpu_kernels::SiluMulEligible(gu) && (down_in == torch::kFloat32 || down_in == torch::kBFloat16)) {
+    if (cpu_kernels::SiluMulEligible(gu) && cpu_kernels::KernelType(down_in)) {
       act = cpu_kernels::SiluMul(gu, down_in);
     } else {
       gu = gu.to(dtype_);
