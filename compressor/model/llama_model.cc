@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "compressor/model/cpu_kernels.h"
+#include "compressor/model/decode_attention.h"
 #include "compressor/model/fingerprint.h"
 #include "compressor/model/gguf_file.h"
 #include "compressor/model/gguf_weights.h"
@@ -69,11 +70,14 @@ absl::StatusOr<std::string> ReadFile(const fs::path& p) {
 // `valid` [Hkv, L] when defined; [1, H, 1, D].
 torch::Tensor DecodeAttention(const torch::Tensor& q, const torch::Tensor& K, const torch::Tensor& V,
                               const torch::Tensor& valid) {
+  const int64_t H = q.size(0), Hkv = K.size(0), D = q.size(2);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  torch::Tensor q2 = q.reshape({H, D});
+  if (CpuDecodeAttentionEligible(q2, K, V, valid)) return CpuDecodeAttention(q2, K, V, valid, scale).view({1, H, 1, D});
   // One query row per head: SDPA's CPU path for it repeats every KV head's keys and values for the heads of
   // its group, a copy of the whole cache per step. Grouping the queries by KV head reads the cache once.
-  const int64_t H = q.size(0), Hkv = K.size(0), D = q.size(2);
   torch::Tensor qg = q.reshape({Hkv, H / Hkv, D});
-  torch::Tensor scores = torch::bmm(qg, K.transpose(1, 2)).mul_(1.0 / std::sqrt(static_cast<double>(D)));  // [Hkv, G, L]
+  torch::Tensor scores = torch::bmm(qg, K.transpose(1, 2)).mul_(scale);  // [Hkv, G, L]
   if (valid.defined()) scores.masked_fill_(valid.logical_not().unsqueeze(1), -std::numeric_limits<float>::infinity());
   torch::Tensor p = torch::softmax(scores.to(torch::kFloat32), -1).to(q.scalar_type());
   return torch::bmm(p, V).reshape({1, H, 1, D});
