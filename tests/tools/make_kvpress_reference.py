@@ -15,6 +15,8 @@ Inputs (saved): context_ids [N] int64, question_ids [M] int64.
   random mode (model dirs): seeded random ids, N=300, M=24 by default.
   text mode (.gguf): the first dev.jsonl record whose context tokenizes to >= N tokens (N=1000), cut to N;
   the question is "\\nQuestion: " + that record's question, cut to M (32). No special tokens are added.
+  Where --dev does not exist (a checkout without the shared eval set), a built-in document stands in: the
+  "Execution model" chapter of the Python language reference, which every Python carries in pydoc_data.
 
 Presses, for cr in (0.5, 0.875), named snapkv, knorm, streaming_llm, finch:
   snapkv         SnapKVPress(cr, window_size=64, kernel_size=5), prefill of the context only
@@ -95,8 +97,21 @@ def load(model_arg, attn):
     return p, model.eval(), tok
 
 
+def builtin_record():
+    """A stand-in dev.jsonl record: prose from the standard library, and a question about it."""
+    from pydoc_data.topics import topics
+    return {"id": "builtin-execmodel", "context": topics["execmodel"],
+            "question": "What is a code block, and where are the names bound in it resolved?"}
+
+
 def text_inputs(tok, dev, n_ctx, n_q, record):
-    recs = [json.loads(line) for line in pathlib.Path(dev).read_text().splitlines() if line.strip()]
+    if pathlib.Path(dev).is_file():
+        recs = [json.loads(line) for line in pathlib.Path(dev).read_text().splitlines() if line.strip()]
+    elif record is not None:
+        raise SystemExit(f"--record {record} needs --dev, and {dev} does not exist")
+    else:
+        log(f"{dev} does not exist: using the built-in document")
+        recs = [builtin_record()]
     if record is not None:
         recs = [r for r in recs if r["id"] == record]
         if not recs:
