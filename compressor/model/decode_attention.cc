@@ -156,7 +156,11 @@ template <typename T>
 }
 
 // One entry point per cache dtype, each cloned per instruction set (the loader picks one by the CPU).
+#if defined(__x86_64__)
 #define KVC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define KVC_CLONES
+#endif
 KVC_CLONES void ScoreTask(const HeadSlice<float>& s, int64_t b, int64_t e, float scale, float* out, int64_t L) {
   ScoreAnyWidth(s, b, e, scale, out, L);
 }
