@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "compressor/model/chunk_attention.h"
 #include "compressor/model/cpu_kernels.h"
 #include "compressor/model/decode_attention.h"
 #include "compressor/model/fingerprint.h"
@@ -238,8 +239,8 @@ torch::Tensor LlamaModel::CausalMask(int64_t past, int64_t n) const {
 LlamaModel::ChunkMask LlamaModel::MaskFor(int64_t past, int64_t n) const {
   // Every cached entry precedes the chunk; inside the chunk attention is causal.
   const bool windowed = config_.sliding_window > 0 && past + n > config_.sliding_window;
-  if (windowed || (past > 0 && n > 1)) return ChunkMask{CausalMask(past, n), false};
-  return ChunkMask{std::nullopt, past == 0 && n > 1};
+  if (windowed || (past > 0 && n > 1)) return ChunkMask{CausalMask(past, n), false, !windowed};
+  return ChunkMask{std::nullopt, past == 0 && n > 1, false};
 }
 
 torch::Tensor LlamaModel::RmsNorm(const torch::Tensor& x, const torch::Tensor& w,
@@ -344,6 +345,8 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
     torch::Tensor attn;
     if (n == 1 && device_.is_cpu() && !cm.mask) {
       attn = DecodeAttention(q, K, V, valid);
+    } else if (cm.after_cache && !valid.defined() && CpuChunkAttentionEligible(q, K, V, past)) {
+      attn = CpuChunkAttention(q, K, V, past);
     } else {
       std::optional<torch::Tensor> mask = cm.mask;
       bool is_causal = cm.is_causal;

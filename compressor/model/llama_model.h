@@ -102,10 +102,12 @@ class LlamaModel {
   };
 
   // How a chunk of n tokens after `past` cached slots attends: an explicit [n, past + n] bool mask, or SDPA's
-  // causal flag, or nothing (one token sees everything).
+  // causal flag, or nothing (one token sees everything). after_cache: the mask is only "every cached slot,
+  // then causal" (no sliding window), which CpuChunkAttention computes without it.
   struct ChunkMask {
     std::optional<torch::Tensor> mask;
     bool is_causal = false;
+    bool after_cache = false;
   };
 
   LlamaModel() = default;
