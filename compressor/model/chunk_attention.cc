@@ -4,15 +4,14 @@
 
 #include <tuple>
 
+#include "compressor/model/cpu_kernels.h"
+
 namespace kvc {
 
 bool CpuChunkAttentionEligible(const torch::Tensor& q, const torch::Tensor& K, const torch::Tensor& V,
                                int64_t past) {
   for (const torch::Tensor* t : {&q, &K, &V}) {
-    if (!t->defined() || !t->device().is_cpu() ||
-        (t->scalar_type() != torch::kFloat32 && t->scalar_type() != torch::kBFloat16)) {
-      return false;
-    }
+    if (!t->defined() || !t->device().is_cpu() || !cpu_kernels::KernelType(t->scalar_type())) return false;
   }
   if (q.dim() != 3 || K.dim() != 3 || V.sizes() != K.sizes() || q.scalar_type() != K.scalar_type() ||
       V.scalar_type() != K.scalar_type()) {
