@@ -95,6 +95,12 @@ torch::Tensor SiluMul(const torch::Tensor& gate_up, torch::ScalarType out_type) 
   const int64_t n = gate_up.size(0), F = gate_up.size(1) / 2;
   torch::Tensor out =
       torch::empty({n, F}, gate_up.options().dtype(out_type).memory_format(torch::MemoryFormat::Contiguous));
+  if (gate_up.scalar_type() == torch::kFloat32 && out_type == torch::kFloat32) {
+    // LibTorch's SiLU runs a vectorized exp picked for the CPU at load time; the loop below calls the scalar
+    // one (a prefill's [2048, 1536] gate took 7.7 ms in the loop, 1.5 ms this way, on 2 AVX-512 threads).
+    at::silu_out(out, gate_up.narrow(1, 0, F));
+    return out.mul_(gate_up.narrow(1, F, F));
+  }
   const int64_t rs = gate_up.stride(0);
   WithData(gate_up, [&](const auto* gp) {
     WithData(out, [&](auto* op) {

@@ -29,7 +29,9 @@ torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& w, double eps
 torch::Tensor Rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
 
 // gate_up [n, 2F] (gate then up, rows contiguous; float32, or bfloat16 read as float32) -> silu(gate) * up
-// [n, F] contiguous, computed in float32 and written in `out` (float32 or bfloat16).
+// [n, F] contiguous, computed in float32 and written in `out` (float32 or bfloat16). float32 to float32 runs
+// LibTorch's vectorized SiLU and product (a prefill's case), the others one loop with the scalar exp (a
+// decode step's few rows); the two exps may differ in the last bit.
 torch::Tensor SiluMul(const torch::Tensor& gate_up, torch::ScalarType out = torch::kFloat32);
 
 // True for the dtypes the kernels read and write besides float32 inputs: float32 and bfloat16.

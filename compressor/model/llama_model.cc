@@ -340,6 +340,15 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
     if (fresh) it->second = MaskFor(past, n);
     const ChunkMask& cm = it->second;
     cache.Append(l, k, v, pos);
+    if (options.capture_queries > 0) {
+      out.queries.push_back(q.narrow(1, n - options.capture_queries, options.capture_queries).contiguous());
+    } else if (rows.defined()) {
+      out.queries.push_back(q.index_select(1, rows));
+    }
+    // Past the last layer only the logits rows and a captured residual are read. Without them (a chunk that
+    // only fills the cache, or a query that only scores it) the last layer's attention, output projection and
+    // MLP would be thrown away: about 1/num_layers of the chunk's arithmetic.
+    if (l + 1 == config_.num_layers && options.logits_for.empty() && options.capture_hidden_after != l + 1) break;
     torch::Tensor K = cache.Keys(l), V = cache.Values(l);  // [Hkv, past + n, D]
     torch::Tensor valid = cache.Valid(l);
     torch::Tensor attn;
@@ -359,11 +368,6 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
       attn = at::scaled_dot_product_attention(q.unsqueeze(0), K.unsqueeze(0), V.unsqueeze(0), mask,
                                               /*dropout_p=*/0.0, is_causal, /*scale=*/std::nullopt,
                                               /*enable_gqa=*/H != Hkv);  // [1, H, n, D]
-    }
-    if (options.capture_queries > 0) {
-      out.queries.push_back(q.narrow(1, n - options.capture_queries, options.capture_queries).contiguous());
-    } else if (rows.defined()) {
-      out.queries.push_back(q.index_select(1, rows));
     }
     torch::Tensor o = attn.squeeze(0).transpose(0, 1).reshape({n, H * D});
     x.add_(L.wo.Product(o));  // x is this pass's own tensor (the embedding rows are a fresh copy)
