@@ -2,9 +2,11 @@
 //
 // Why: a one-token decode step on CPU is bound by the number of LibTorch operations, not by arithmetic
 // (each operation costs microseconds of dispatch and allocation; a layer's norms, rotary and gate alone
-// were ~30 of them). Each function here is one pass over the data and one allocation. They compute the
-// same IEEE operations in the same order as the composed tensor operations, except where noted, and accept
-// only float32 CPU tensors: callers check Eligible and otherwise use the composed operations.
+// were ~30 of them). Each function here is one pass over the data and one allocation (SiluMul's float32
+// case excepted, below). They compute the same IEEE operations in the same order as the composed tensor
+// operations, except where noted, and accept only float32 CPU tensors: callers check Eligible and otherwise
+// use the composed operations. The loops run AVX-512 or AVX2 where the CPU has it (cpu_clones.h), so that a
+// prefill's thousands of rows are not read one float at a time.
 //
 // Thread safety: pure functions; rows are split across LibTorch's intra-op threads when there are many.
 #ifndef KVC_COMPRESSOR_MODEL_CPU_KERNELS_H_

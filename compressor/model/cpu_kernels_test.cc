@@ -14,29 +14,41 @@ TEST(CpuKernelsTest, EligibleOnlyForFloat32CpuTensors) {
 
 TEST(CpuKernelsTest, RmsNormMatchesTheComposedForm) {
   torch::manual_seed(3);
-  for (int64_t n : {1, 7, 300}) {
-    // A transposed view: the kernel reads any strides.
-    torch::Tensor x = (torch::randn({96, n}) * 3).t();
-    torch::Tensor w = torch::randn({96});
-    torch::Tensor composed = w * (x * torch::rsqrt(x.pow(2).mean(-1, true) + 1e-5));
-    torch::Tensor fused = cpu_kernels::RmsNorm(x, w, 1e-5);
-    EXPECT_TRUE(fused.is_contiguous());
-    EXPECT_TRUE(torch::allclose(fused, composed, 1e-6, 1e-6)) << "n=" << n;
+  // Widths that are whole vectors (96, 576) and ones with a tail (100); rows of any strides.
+  for (int64_t d : {96, 100, 576}) {
+    for (int64_t n : {1, 7, 300}) {
+      for (bool transposed : {false, true}) {
+        torch::Tensor x = transposed ? (torch::randn({d, n}) * 3).t() : torch::randn({n, d}) * 3;
+        torch::Tensor w = torch::randn({d});
+        torch::Tensor composed = w * (x * torch::rsqrt(x.pow(2).mean(-1, true) + 1e-5));
+        torch::Tensor fused = cpu_kernels::RmsNorm(x, w, 1e-5);
+        EXPECT_TRUE(fused.is_contiguous());
+        EXPECT_TRUE(torch::allclose(fused, composed, 1e-6, 1e-6)) << "d=" << d << " n=" << n;
+        // A strided row is read as its contiguous copy is.
+        EXPECT_TRUE(torch::equal(fused, cpu_kernels::RmsNorm(x.contiguous(), w, 1e-5)));
+      }
+    }
   }
 }
 
 TEST(CpuKernelsTest, RotaryIsBitForBitTheComposedForm) {
   torch::manual_seed(4);
-  const int64_t heads = 3, n = 5, D = 16;
-  // [heads, n, D] as a transposed view of [n, heads, D], the layout a projection leaves.
-  torch::Tensor x = torch::randn({n, heads, D}).transpose(0, 1);
-  torch::Tensor angles = torch::rand({n, D}) * 10;
-  torch::Tensor cos = angles.cos(), sin = angles.sin();
-  torch::Tensor rotated = torch::cat({-x.narrow(-1, D / 2, D / 2), x.narrow(-1, 0, D / 2)}, -1);
-  torch::Tensor composed = x * cos + rotated * sin;
-  torch::Tensor fused = cpu_kernels::Rotary(x, cos, sin);
-  EXPECT_TRUE(fused.is_contiguous());
-  EXPECT_TRUE(torch::equal(fused, composed));
+  const int64_t heads = 3, n = 5;
+  // Half-widths below, at and past a vector of 16 floats, with and without a tail.
+  for (int64_t D : {16, 64, 72, 128}) {
+    torch::Tensor angles = torch::rand({n, D}) * 10;
+    torch::Tensor cos = angles.cos(), sin = angles.sin();
+    // [heads, n, D] as a transposed view of [n, heads, D] (the layout a projection leaves), and one whose
+    // rows are strided too.
+    for (torch::Tensor x : {torch::randn({n, heads, D}).transpose(0, 1),
+                            torch::randn({D, n, heads}).permute({2, 1, 0})}) {
+      torch::Tensor rotated = torch::cat({-x.narrow(-1, D / 2, D / 2), x.narrow(-1, 0, D / 2)}, -1);
+      torch::Tensor composed = x * cos + rotated * sin;
+      torch::Tensor fused = cpu_kernels::Rotary(x, cos, sin);
+      EXPECT_TRUE(fused.is_contiguous());
+      EXPECT_TRUE(torch::equal(fused, composed)) << "D=" << D << " row stride " << x.stride(2);
+    }
+  }
 }
 
 TEST(CpuKernelsTest, SiluMulMatchesTheComposedForm) {

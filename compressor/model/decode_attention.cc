@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 
+#include "compressor/model/cpu_clones.h"
 #include "compressor/model/cpu_kernels.h"
 
 namespace kvc {
@@ -156,26 +157,20 @@ template <typename T>
 }
 
 // One entry point per cache dtype, each cloned per instruction set (the loader picks one by the CPU).
-#if defined(__x86_64__)
-#define KVC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define KVC_CLONES
-#endif
-KVC_CLONES void ScoreTask(const HeadSlice<float>& s, int64_t b, int64_t e, float scale, float* out, int64_t L) {
+KVC_CPU_CLONES void ScoreTask(const HeadSlice<float>& s, int64_t b, int64_t e, float scale, float* out, int64_t L) {
   ScoreAnyWidth(s, b, e, scale, out, L);
 }
-KVC_CLONES void ScoreTask(const HeadSlice<c10::BFloat16>& s, int64_t b, int64_t e, float scale, float* out,
-                          int64_t L) {
+KVC_CPU_CLONES void ScoreTask(const HeadSlice<c10::BFloat16>& s, int64_t b, int64_t e, float scale, float* out,
+                              int64_t L) {
   ScoreAnyWidth(s, b, e, scale, out, L);
 }
-KVC_CLONES void MixTask(const HeadSlice<float>& s, int64_t b, int64_t e, const float* p, int64_t L, float* out) {
+KVC_CPU_CLONES void MixTask(const HeadSlice<float>& s, int64_t b, int64_t e, const float* p, int64_t L, float* out) {
   MixAnyWidth(s, b, e, p, L, out);
 }
-KVC_CLONES void MixTask(const HeadSlice<c10::BFloat16>& s, int64_t b, int64_t e, const float* p, int64_t L,
-                        float* out) {
+KVC_CPU_CLONES void MixTask(const HeadSlice<c10::BFloat16>& s, int64_t b, int64_t e, const float* p, int64_t L,
+                            float* out) {
   MixAnyWidth(s, b, e, p, L, out);
 }
-#undef KVC_CLONES
 
 // Runs f(task) for every task in [0, tasks), dealt round-robin to the intra-op threads: a head's real
 // entries sit together (its kept ones, then padding up to the fullest head), so contiguous ranges would
