@@ -38,6 +38,8 @@ struct ModelOptions {
   WeightFormat weights = WeightFormat::kFloat;
 };
 
+// When neither logits nor the residual after the last layer are asked for, the last layer stops once its
+// K/V are appended (and its queries captured): nothing would read its attention or MLP.
 struct ForwardOptions {
   // Indices into the chunk (0..n-1) whose next-token logits are wanted; the lm_head runs on these only.
   std::vector<int64_t> logits_for;

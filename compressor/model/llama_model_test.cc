@@ -112,6 +112,42 @@ TEST_P(TinyModelTest, QueryCaptureReturnsPostRopeQueries) {
   EXPECT_EQ(out->queries[0].sizes(), (c10::IntArrayRef{c.num_heads, 5, c.head_dim}));
 }
 
+// A forward that reads nothing past the last layer stops there after appending its K/V: the cache and the
+// captured queries are those of a forward that asks for logits, and the next chunk's logits are unchanged.
+TEST_P(TinyModelTest, ForwardWithoutOutputsFillsTheSameCache) {
+  auto model = LlamaModel::Load(kvc::testing::TestData(GetParam().model));
+  ASSERT_TRUE(model.ok()) << model.status();
+  const ModelConfig& c = (*model)->config();
+  torch::Tensor ids = torch::arange(3, 43, torch::kInt64) % c.vocab_size;
+  torch::Tensor pos = torch::arange(40, torch::kInt64);
+  KvCache with = (*model)->NewCache(), without = (*model)->NewCache();
+  auto read = (*model)->Forward(ids, pos, with, {{39}, 4});
+  auto unread = (*model)->Forward(ids, pos, without, {{}, 4});
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_TRUE(unread.ok()) << unread.status();
+  EXPECT_FALSE(unread->logits.defined());
+  ASSERT_EQ(unread->queries.size(), read->queries.size());
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    EXPECT_TRUE(torch::equal(without.Keys(l), with.Keys(l))) << "layer " << l;
+    EXPECT_TRUE(torch::equal(without.Values(l), with.Values(l))) << "layer " << l;
+    EXPECT_TRUE(torch::equal(unread->queries[l], read->queries[l])) << "layer " << l;
+  }
+  torch::Tensor next = torch::arange(50, 58, torch::kInt64) % c.vocab_size;
+  torch::Tensor next_pos = torch::arange(40, 48, torch::kInt64);
+  auto a = (*model)->Forward(next, next_pos, with, {Iota(8), 0});
+  auto b = (*model)->Forward(next, next_pos, without, {Iota(8), 0});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE(torch::equal(a->logits, b->logits));
+  // A residual captured after the last layer still needs it.
+  KvCache hidden_cache = (*model)->NewCache();
+  ForwardOptions fo;
+  fo.capture_hidden_after = c.num_layers;
+  auto hidden = (*model)->Forward(ids, pos, hidden_cache, fo);
+  ASSERT_TRUE(hidden.ok()) << hidden.status();
+  ASSERT_TRUE(hidden->hidden.defined());
+  EXPECT_EQ(hidden->hidden.sizes(), (c10::IntArrayRef{40, c.hidden_size}));
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Models, TinyModelTest,
     ::testing::Values(Case{"tiny_llama", "tiny_llama/reference.safetensors"},
