@@ -7,7 +7,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "compressor/model/cpu_clones.h"
+#include "compressor/model/cpu_vectors.h"
 
 namespace kvc::cpu_kernels {
 namespace {
@@ -26,18 +26,12 @@ void WithData(T& t, F&& f) {
   }
 }
 
-using Floats16 = float __attribute__((vector_size(64)));
-using Floats8 = float __attribute__((vector_size(32)));
+using cpu_vectors::Floats16;
+using cpu_vectors::Floats8;
+using cpu_vectors::kLanes;
+using cpu_vectors::Load16;
+using cpu_vectors::Store16;
 using Doubles8 = double __attribute__((vector_size(64)));
-constexpr int64_t kLanes = 16;
-
-[[gnu::always_inline]] inline Floats16 Load16(const float* p) {
-  Floats16 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-[[gnu::always_inline]] inline void Store16(float* p, Floats16 v) { std::memcpy(p, &v, sizeof v); }
 
 // The row loops below are written over GCC's vector types and cloned per instruction set: with a runtime
 // stride, or compiled for baseline x86-64, the same loops ran one float (or four) at a time.

@@ -5,7 +5,7 @@
 // were ~30 of them). Each function here is one pass over the data and one allocation (SiluMul's float32
 // case excepted, below). They compute the same IEEE operations in the same order as the composed tensor
 // operations, except where noted, and accept only float32 CPU tensors: callers check Eligible and otherwise
-// use the composed operations. The loops run AVX-512 or AVX2 where the CPU has it (cpu_clones.h), so that a
+// use the composed operations. The loops run AVX-512 or AVX2 where the CPU has it (cpu_vectors.h), so that a
 // prefill's thousands of rows are not read one float at a time.
 //
 // Thread safety: pure functions; rows are split across LibTorch's intra-op threads when there are many.

@@ -7,28 +7,23 @@
 #include <cstring>
 #include <limits>
 
-#include "compressor/model/cpu_clones.h"
+#include "compressor/model/cpu_vectors.h"
 #include "compressor/model/cpu_kernels.h"
 
 namespace kvc {
 namespace {
 
-// Sixteen float lanes in GCC's generic vectors: the compiler lowers them to whatever the target has, and
-// the clones below give it AVX-512 or AVX2 where the CPU runs them.
-using Floats16 = float __attribute__((vector_size(64)));
+// Sixteen float lanes in GCC's generic vectors (cpu_vectors.h): the compiler lowers them to whatever the
+// target has, and the clones below give it AVX-512 or AVX2 where the CPU runs them.
+using cpu_vectors::Floats16;
+using cpu_vectors::Floats8;
+using cpu_vectors::kLanes;
+using cpu_vectors::Load16;
 using Halves16 = uint16_t __attribute__((vector_size(32)));
 using Words16 = uint32_t __attribute__((vector_size(64)));
-using Floats8 = float __attribute__((vector_size(32)));
 using Floats4 = float __attribute__((vector_size(16)));
-constexpr int64_t kLanes = 16;
 // Cache slots per task: small enough that the real entries of a ragged layer spread over the threads.
 constexpr int64_t kSlotsPerTask = 256;
-
-[[gnu::always_inline]] inline Floats16 Load16(const float* p) {
-  Floats16 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 
 // bfloat16 is the top half of a float32: widening is a shift, exact.
 [[gnu::always_inline]] inline Floats16 Load16(const c10::BFloat16* p) {
