@@ -29,8 +29,8 @@ struct CacheIdInput {
   // can change which entries are kept, so servers of different dtypes sharing a store never swap caches.
   // The device is left out: CPU and CUDA in one dtype differ by floating-point noise only.
   std::string compute_dtype = "float32";
-  // The weight format the model ran with ("float", "q4"): q4 rounds the embeddings and the decode-time
-  // activations, so its caches differ too. Left out of the id under "float", so float ids stay as they were.
+  // The weight format the model ran with ("float", "q4", "int8"): q4 and int8 round the weights and
+  // activations, so their caches differ too. Left out of the id under "float", so float ids stay as they were.
   std::string weights = "float";
   // The context: either token ids ([prefix][documents], with the protected prefix length) or, when it is
   // composed from precomputed caches, their ids in order (then `context` must be empty).

@@ -26,7 +26,7 @@ struct ModelRuntimeOptions {
   std::string path;            // a .gguf file, or what LlamaModel::Load accepts; empty: DefaultModelPath()
   std::string device = "cpu";  // "cpu", "cuda", "cuda:N"
   std::string dtype = "auto";  // "auto", "float32", "bfloat16", "float16"
-  std::string weights = "float";  // "float" or "q4" (CPU only; compressor/model/linear_weight.h)
+  std::string weights = "float";  // "float", "q4" or "int8" (CPU only; compressor/model/linear_weight.h)
   int num_threads = 0;         // CPU intra-op threads; 0 keeps LibTorch's default
   std::string chat_format = "auto";  // "auto" (from the model's template), "chatml", "llama3", "llama2", "raw"
 };
@@ -48,7 +48,7 @@ class ModelRuntime {
   const std::string& fingerprint() const { return model_->fingerprint(); }
   std::string device() const;  // e.g. "cpu", "cuda:0"
   std::string dtype() const;   // "float32", "bfloat16", "float16"
-  std::string weights() const { return WeightFormatName(model_->weights()); }  // "float", "q4"
+  std::string weights() const { return WeightFormatName(model_->weights()); }  // "float", "q4", "int8"
   // What the model's device holds for kvc now: on CUDA the caching allocator's reserved bytes (what the
   // driver reports as used), on CPU the model's weights (caches come and go with the calls).
   int64_t device_memory_bytes() const;

@@ -20,7 +20,7 @@ struct ServerConfig {
   std::string metrics_listen = "0.0.0.0:9464";  // empty: no metrics endpoint
   std::string device = "cpu";
   std::string dtype;  // empty: float32 on CPU, bfloat16 on CUDA
-  std::string weights = "float";  // "float" or "q4" (CPU only)
+  std::string weights = "float";  // "float", "q4" or "int8" (the last two CPU only)
   int threads = 0;    // intra-op threads for CPU; 0: LibTorch's default
   int64_t max_queue_tokens = 1 << 18;
   int64_t max_context_tokens = 131072;  // prefix + documents of one request

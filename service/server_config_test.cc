@@ -58,6 +58,7 @@ TEST(ServerConfigTest, BadValuesNameTheirFlag) {
       {{"--dtype", "int4"}, "--dtype"},
       {{"--weights", "int3"}, "--weights"},
       {{"--weights", "q4", "--device", "cuda"}, "--weights"},
+      {{"--weights", "int8", "--device", "cuda:1"}, "--weights"},
       {{"--max-queue-tokens", "0"}, "--max-queue-tokens"},
       {{"--max-context-tokens", "0"}, "--max-context-tokens"},
       {{"--max-queue-tokens", "lots"}, "max-queue-tokens"},

@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
   app.add_option("--data", data, "dev.jsonl-format file whose contexts supply the text")->required();
   app.add_option("--model", model_path, "model (default: the packaged SmolLM2)");
   app.add_option("--contexts", contexts_arg, "comma-separated context lengths in tokens");
-  app.add_option("--weights", weights_arg, "comma-separated weight formats (float, q4)");
+  app.add_option("--weights", weights_arg, "comma-separated weight formats (float, q4, int8)");
   app.add_option("--methods", methods_arg, "comma-separated compression methods for the compressed caches");
   app.add_option("--ratio", ratio, "compression ratio");
   app.add_option("--new-tokens", new_tokens, "tokens decoded per run")->check(CLI::PositiveNumber);

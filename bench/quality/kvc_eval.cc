@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "intra-op threads");
   app.add_option("--device", device, "cpu or cuda[:N]; rows computed elsewhere than the CPU say so in \"device\"");
   app.add_option("--dtype", dtype_arg, "model dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16");
-  app.add_option("--weights", weights_arg, "linear weights: float or q4 (CPU only; compressor/model/linear_weight.h)");
+  app.add_option("--weights", weights_arg, "linear weights: float, q4 or int8 (the last two CPU only; compressor/model/linear_weight.h)");
   app.add_option("--max-new-tokens", max_new_tokens, "generation budget");
   app.add_flag("--tokenize-only", tokenize_only,
                "print each record's prompt token ids (context_ids, protected_prefix, suffix_ids) and stop, so "

@@ -23,7 +23,8 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"Time kvc's compression methods on one prompt"};
-  std::string ids_file, model_path, methods_arg = "none,finch", device = "cpu", dtype_arg = "auto";
+  std::string ids_file, model_path, methods_arg = "none,finch", device = "cpu", dtype_arg = "auto",
+              weights_arg = "float";
   double ratio = 8;
   int repeats = 3, threads = 2;
   std::vector<std::string> option_args;
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "intra-op threads");
   app.add_option("--device", device, "cpu or cuda[:N]");
   app.add_option("--dtype", dtype_arg, "model dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16");
+  app.add_option("--weights", weights_arg, "linear weights: float, q4 or int8 (the last two CPU only)");
   app.add_option("--option", option_args, "METHOD.NAME=VALUE");
   CLI11_PARSE(app, argc, argv);
   if (model_path.empty()) model_path = kvc::DefaultModelPath().value_or("");
@@ -47,6 +49,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   mo.dtype = *dtype;
+  auto weights = kvc::ParseWeightFormat(weights_arg);
+  if (!weights.ok()) {
+    std::cerr << weights.status() << "\n";
+    return 2;
+  }
+  mo.weights = *weights;
   auto model = kvc::LlamaModel::Load(model_path, mo);
   if (!model.ok()) {
     std::cerr << model.status() << "\n";
@@ -125,7 +133,8 @@ int main(int argc, char** argv) {
     nlohmann::json out = {{"engine", "kvc"}, {"method", spec.method}, {"ratio", spec.ratio}, {"median_s", median},
                           {"times_s", times}, {"kept", kept}, {"chunks", chunks},
                           {"context_tokens", input.context.size()}, {"suffix_tokens", input.suffix.size()},
-                          {"device", (*model)->device().str()}, {"dtype", c10::toString((*model)->dtype())}};
+                          {"device", (*model)->device().str()}, {"dtype", c10::toString((*model)->dtype())},
+                          {"weights", kvc::WeightFormatName((*model)->weights())}};
     if (on_cuda) {
       out["weights_bytes"] = weights_bytes;
       out["peak_bytes"] = allocated(true);

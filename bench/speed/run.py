@@ -4,11 +4,14 @@ device and token ids, plus kvc's focus (the default method), kvc's plain prefill
 transformers' plain prefill.
 
   bench/speed/run.py [--data ../shared/eval/dev.jsonl] [--tokens 4096] [--ratio 8] [--threads 2] [--repeats 3]
-                     [--device cpu|cuda] [--dtype float32|bfloat16|float16] [--out bench/results/speed-cpu.md]
+                     [--device cpu|cuda] [--dtype float32|bfloat16|float16] [--kvc-weights float,int8]
+                     [--out bench/results/speed-cpu.md]
 
 The record is the dev record whose prompt is closest to --tokens tokens. Targets (issue #4): kvc Finch takes
 <= 0.67x the time of kvpress FinchPress and adds <= 15% over kvc's plain prefill; focus takes <= 1.15x Finch's time. On CUDA every timed run
 ends with a device synchronize; the default output is then bench/results/speed-gpu.md and the dtype bfloat16.
+On CPU kvc's Finch and plain prefill are also timed with int8 weights (--weights int8: the projections on the
+int8 GEMM), next to the float rows that compare with kvpress at equal arithmetic.
 """
 import argparse
 import datetime
@@ -42,8 +45,14 @@ def main():
     ap.add_argument("--exact", action="store_true",
                     help="the shortest record of at least --tokens tokens, its context cut so that context + "
                          "query is exactly --tokens (the dev set has 27.4K and 37.2K records, none near 32K)")
+    ap.add_argument("--kvc-weights", default=None,
+                    help="comma-separated weight formats for kvc's rows, float first (default: float,int8 on CPU, "
+                         "float on CUDA); kvpress and transformers run the model dtype's weights")
     a = ap.parse_args()
     on_gpu = a.device.startswith("cuda")
+    a.kvc_weights = (a.kvc_weights or ("float" if on_gpu else "float,int8")).split(",")
+    if a.kvc_weights[0] != "float":
+        sys.exit("--kvc-weights must start with float (the rows compared with kvpress at equal arithmetic)")
     a.dtype = a.dtype or ("bfloat16" if on_gpu else "float32")
     a.out = a.out or str(ROOT / "bench" / "results" / ("speed-gpu.md" if on_gpu else "speed-cpu.md"))
 
@@ -65,15 +74,17 @@ def main():
         ids_path = f.name
 
     print(f"[speed] record {rec['id']}: {len(ctx)} context + {len(suffix)} query tokens", file=sys.stderr)
-    ours = {}
-    out = subprocess.run([build_binary("kvc-bench-compress", ROOT), "--ids", ids_path, "--methods", "none,finch,focus",
-                          "--ratio", str(a.ratio), "--threads", str(a.threads), "--repeats", str(a.repeats),
-                          "--device", a.device, "--dtype", a.dtype],
-                         check=True, capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        d = json.loads(line)
-        ours[d["method"]] = d
-    print(f"[speed] kvc: {ours}", file=sys.stderr)
+    # kvc's rows per weight format: the model dtype's (float) first, then the others with Finch and plain prefill.
+    by_weights = {}
+    for w in a.kvc_weights:
+        out = subprocess.run([build_binary("kvc-bench-compress", ROOT), "--ids", ids_path,
+                              "--methods", "none,finch,focus" if w == "float" else "none,finch",
+                              "--ratio", str(a.ratio), "--threads", str(a.threads), "--repeats", str(a.repeats),
+                              "--device", a.device, "--dtype", a.dtype, "--weights", w],
+                             check=True, capture_output=True, text=True).stdout
+        by_weights[w] = {d["method"]: d for d in map(json.loads, out.splitlines())}
+        print(f"[speed] kvc {w} weights: {by_weights[w]}", file=sys.stderr)
+    ours = by_weights["float"]
 
     import torch
     from kvpress.presses.base_press import BasePress
@@ -119,9 +130,20 @@ def main():
         ("kvc plain prefill (none)", p_ours, ours["none"]["times_s"]),
         ("transformers plain prefill", med["transformers prefill"], theirs["transformers prefill"]),
     ]
+    for w in a.kvc_weights[1:]:
+        rows += [(f"kvc finch, {w} weights", by_weights[w]["finch"]["median_s"], by_weights[w]["finch"]["times_s"]),
+                 (f"kvc plain prefill (none), {w} weights", by_weights[w]["none"]["median_s"],
+                  by_weights[w]["none"]["times_s"])]
+    other = "".join(
+        f"- kvc Finch with {w} weights / kvpress FinchPress (its float weights): "
+        f"**{by_weights[w]['finch']['median_s'] / med['kvpress finch']:.2f}x**; / kvc Finch with float weights: "
+        f"{by_weights[w]['finch']['median_s'] / f_ours:.2f}x (kept {by_weights[w]['finch']['kept']} tokens)\n"
+        for w in a.kvc_weights[1:])
     fmt = lambda ts: ", ".join(f"{t:.3g}" for t in ts)
     title = "GPU" if on_gpu else "CPU"
     dev_args = f" --device {a.device} --dtype {a.dtype}" if on_gpu or a.dtype != "float32" else ""
+    if a.kvc_weights != (["float"] if on_gpu else ["float", "int8"]):
+        dev_args += f" --kvc-weights {','.join(a.kvc_weights)}"
     text = f"""# Compression speed on {title}: kvc Finch vs kvpress FinchPress
 
 - Command: `bench/speed/run.py --tokens {a.tokens}{' --exact' if a.exact else ''} --ratio {a.ratio:g} --threads {a.threads} --repeats {a.repeats}{dev_args}`
@@ -137,7 +159,7 @@ def main():
 - kvc Finch / kvc plain prefill: **{f_ours / p_ours:.2f}x** (target <= 1.15x)
 - kvc focus / kvc Finch on the same tokens: **{ours['focus']['median_s'] / f_ours:.2f}x** (target <= 1.15x)
 - kvc plain prefill / transformers plain prefill: {p_ours / med['transformers prefill']:.2f}x
-"""
+{other}"""
     pathlib.Path(a.out).write_text(text)
     print(text)
 

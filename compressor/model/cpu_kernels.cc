@@ -12,10 +12,6 @@
 namespace kvc::cpu_kernels {
 namespace {
 
-// Rows per task: enough elements that splitting across threads pays for itself, so a decode step's single
-// row stays on the calling thread.
-int64_t Grain(int64_t row_elements) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, row_elements)); }
-
 // Calls f with a typed pointer to `t`'s data, float or bfloat16 (the only two the kernels write or read).
 template <typename T, typename F>
 void WithData(T& t, F&& f) {
@@ -105,7 +101,7 @@ torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& w, double eps
   const int64_t rs = x.stride(0), cs = x.stride(1);
   const float feps = static_cast<float>(eps);
   WithData(out, [&](auto* op) {
-    at::parallel_for(0, n, Grain(d), [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, n, cpu_vectors::RowGrain(d), [&](int64_t begin, int64_t end) {
       std::vector<float> buffer, scaled;
       for (int64_t r = begin; r < end; ++r) {
         const float* xr = ContiguousRow(xp + r * rs, cs, d, buffer);
@@ -133,7 +129,7 @@ torch::Tensor Rotary(const torch::Tensor& x, const torch::Tensor& cos, const tor
   const float* sp = sin.data_ptr<float>();
   float* op = out.data_ptr<float>();
   const int64_t s0 = x.stride(0), s1 = x.stride(1), s2 = x.stride(2);
-  at::parallel_for(0, a * n, Grain(D), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, a * n, cpu_vectors::RowGrain(D), [&](int64_t begin, int64_t end) {
     std::vector<float> buffer;
     for (int64_t row = begin; row < end; ++row) {
       const int64_t h = row / n, t = row % n;
@@ -164,7 +160,7 @@ torch::Tensor SiluMul(const torch::Tensor& gate_up, torch::ScalarType out_type) 
   const int64_t rs = gate_up.stride(0);
   WithData(gate_up, [&](const auto* gp) {
     WithData(out, [&](auto* op) {
-      at::parallel_for(0, n, Grain(2 * F), [&](int64_t begin, int64_t end) {
+      at::parallel_for(0, n, cpu_vectors::RowGrain(2 * F), [&](int64_t begin, int64_t end) {
         for (int64_t r = begin; r < end; ++r) {
           const auto* g = gp + r * rs;
           const auto* u = g + F;

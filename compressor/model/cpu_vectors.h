@@ -10,6 +10,7 @@
 #ifndef KVC_COMPRESSOR_MODEL_CPU_VECTORS_H_
 #define KVC_COMPRESSOR_MODEL_CPU_VECTORS_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -32,6 +33,12 @@ constexpr int64_t kLanes = 16;
 }
 
 [[gnu::always_inline]] inline void Store16(float* p, Floats16 v) { std::memcpy(p, &v, sizeof v); }
+
+// Rows per task of a row loop (at::parallel_for's grain): enough elements that splitting across threads pays
+// for itself, so that a decode step's single row stays on the calling thread.
+inline int64_t RowGrain(int64_t row_elements) {
+  return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, row_elements));
+}
 
 }  // namespace kvc::cpu_vectors
 

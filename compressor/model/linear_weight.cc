@@ -16,10 +16,18 @@ constexpr int64_t kKernelRowBlock = 16;
 absl::StatusOr<WeightFormat> ParseWeightFormat(absl::string_view name) {
   if (name == "float") return WeightFormat::kFloat;
   if (name == "q4") return WeightFormat::kQ4;
-  return absl::InvalidArgumentError(absl::StrCat("weights '", name, "' is not one of float, q4"));
+  if (name == "int8") return WeightFormat::kInt8;
+  return absl::InvalidArgumentError(absl::StrCat("weights '", name, "' is not one of float, q4, int8"));
 }
 
-const char* WeightFormatName(WeightFormat format) { return format == WeightFormat::kQ4 ? "q4" : "float"; }
+const char* WeightFormatName(WeightFormat format) {
+  switch (format) {
+    case WeightFormat::kQ4: return "q4";
+    case WeightFormat::kInt8: return "int8";
+    case WeightFormat::kFloat: break;
+  }
+  return "float";
+}
 
 absl::StatusOr<LinearWeight> LinearWeight::Create(const std::string& name, const torch::Tensor& w,
                                                   const torch::Tensor& bias, WeightFormat format,
@@ -36,8 +44,12 @@ absl::StatusOr<LinearWeight> LinearWeight::Create(const std::string& name, const
   }
   const int64_t rows = w.size(0), cols = w.size(1);
   if (!w.device().is_cpu()) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": weights=q4 runs on CPU only; use weights=float on ",
-                                                   w.device().str()));
+    return absl::InvalidArgumentError(absl::StrCat(name, ": weights=", WeightFormatName(format),
+                                                   " runs on CPU only; use weights=float on ", w.device().str()));
+  }
+  if (format == WeightFormat::kInt8) {
+    out.int8_ = int8_rows::Quantize(w);
+    return out;
   }
   if (cols % kGroup != 0) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": weights=q4 needs an input dimension divisible by ",
@@ -66,6 +78,9 @@ absl::StatusOr<LinearWeight> LinearWeight::Create(const std::string& name, const
 torch::Tensor LinearWeight::Dense() const {
   if (format_ == WeightFormat::kFloat) return dense_;
   c10::InferenceMode guard;
+  if (format_ == WeightFormat::kInt8) {
+    return (int8_.codes.to(torch::kFloat32) * int8_.scales.unsqueeze(1)).to(dtype_);
+  }
   const int64_t rows = codes_.size(0);
   return torch::addcmul(min_, codes_.to(torch::kFloat32), scale_).reshape({rows, -1}).to(dtype_);
 }
@@ -84,6 +99,9 @@ torch::Tensor LinearWeight::Product(const torch::Tensor& x) const {
                                                       scale_zero_);
     return bias_.defined() ? y.to(dtype_) + bias_ : y;
   }
+  if (format_ == WeightFormat::kInt8) {
+    return int8_rows::Product(int8_rows::Quantize(x, int8_rows::Digits::kTwo), int8_, bias_);
+  }
   torch::Tensor W = Dense();
   torch::Tensor xd = x.to(dtype_);
   return bias_.defined() ? torch::addmm(bias_, xd, W.t()) : torch::mm(xd, W.t());
@@ -93,7 +111,8 @@ torch::Tensor LinearWeight::Apply(const torch::Tensor& x) const { return Product
 
 int64_t LinearWeight::bytes() const {
   int64_t n = 0;
-  for (const torch::Tensor* t : {&dense_, &bias_, &codes_, &scale_, &min_, &packed_, &scale_zero_}) {
+  for (const torch::Tensor* t :
+       {&dense_, &bias_, &codes_, &scale_, &min_, &packed_, &scale_zero_, &int8_.codes, &int8_.scales}) {
     if (t->defined()) n += t->numel() * t->element_size();
   }
   return n;

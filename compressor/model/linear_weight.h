@@ -1,4 +1,4 @@
-// The weight of one linear layer, y = x W^T (+ b), kept in memory in one of two formats (ModelOptions::weights):
+// The weight of one linear layer, y = x W^T (+ b), kept in memory in one of three formats (ModelOptions::weights):
 //
 //   float  W in the model dtype; every product is one dense GEMM. The reference: logits match transformers.
 //   q4     W in 4-bit groups of 32 along the input dimension with a float scale and minimum per group
@@ -9,6 +9,12 @@
 //          activations, so a step reads 8x fewer weight bytes; products of many rows (prefill chunks)
 //          expand the groups to the model dtype and run the dense GEMM, which is exact and faster there.
 //          CPU only: CUDA's int4 kernels want another packing.
+//   int8   W as int8 with one scale per output row (1 byte per weight); every product quantizes its
+//          activations per row to two int8 digits and runs the int8 GEMM (int8_rows.h: oneDNN through
+//          at::_int_mm, four multiply-adds per instruction on AVX512-VNNI where float32 does one), so the
+//          projections of a prefill run about twice as fast and a decode step reads a quarter of float32's
+//          bytes. The weights' rounding (at most half a step of a row's largest value / 127) is what moves
+//          the logits; the parity test states the bound. CPU only.
 //
 // Ownership: owns its tensors. Thread safety: immutable after Create; Apply may run concurrently.
 #ifndef KVC_COMPRESSOR_MODEL_LINEAR_WEIGHT_H_
@@ -21,12 +27,13 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "compressor/model/int8_rows.h"
 
 namespace kvc {
 
-enum class WeightFormat { kFloat, kQ4 };
+enum class WeightFormat { kFloat, kQ4, kInt8 };
 
-// "float" or "q4"; INVALID_ARGUMENT otherwise, naming both.
+// "float", "q4" or "int8"; INVALID_ARGUMENT otherwise, naming them.
 absl::StatusOr<WeightFormat> ParseWeightFormat(absl::string_view name);
 const char* WeightFormatName(WeightFormat format);
 
@@ -40,7 +47,8 @@ class LinearWeight {
   LinearWeight() = default;
 
   // `w` [out, in] (any float dtype, any device), `bias` [out] or undefined. `dtype` is the model's compute
-  // dtype. q4 needs a CPU device and `in` divisible by kGroup (INVALID_ARGUMENT naming `name` otherwise).
+  // dtype. q4 and int8 need a CPU device, q4 also `in` divisible by kGroup (INVALID_ARGUMENT naming `name`
+  // otherwise).
   static absl::StatusOr<LinearWeight> Create(const std::string& name, const torch::Tensor& w,
                                              const torch::Tensor& bias, WeightFormat format,
                                              torch::ScalarType dtype);
@@ -52,8 +60,8 @@ class LinearWeight {
   // dtype. A caller that produces x in it saves a conversion.
   torch::ScalarType InputType(int64_t rows) const;
   // x [n, in] in any float dtype -> [n, out] in the dtype the product computed in (bfloat16 from q4's kernel
-  // without a bias, else the model dtype). The values are Apply's; only the final conversion is left to a
-  // caller that would fuse it (a residual add promotes to float32 on its own).
+  // without a bias, float32 under int8, else the model dtype). The values are Apply's; only the final
+  // conversion is left to a caller that would fuse it (a residual add promotes to float32 on its own).
   torch::Tensor Product(const torch::Tensor& x) const;
 
   // W as a dense [out, in] tensor in the model dtype (a view under float, a fresh tensor under q4).
@@ -75,6 +83,7 @@ class LinearWeight {
   torch::Tensor scale_, min_;  // q4: [out, in / kGroup, 1] float32
   torch::Tensor packed_;       // q4: the kernel's packing of codes_ [out, in / 2] uint8
   torch::Tensor scale_zero_;   // q4: [in / kGroup, out, 2] bfloat16, w = (code - 8) * scale + zero
+  int8_rows::Rows int8_;       // int8: [out, in] codes, [out] scales
 };
 
 }  // namespace kvc

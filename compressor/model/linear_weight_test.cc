@@ -27,7 +27,10 @@ TEST(LinearWeightTest, ParsesFormatNames) {
   EXPECT_EQ(*ParseWeightFormat("float"), WeightFormat::kFloat);
   EXPECT_EQ(*ParseWeightFormat("q4"), WeightFormat::kQ4);
   EXPECT_EQ(ParseWeightFormat("int3").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*ParseWeightFormat("int8"), WeightFormat::kInt8);
   EXPECT_STREQ(WeightFormatName(WeightFormat::kQ4), "q4");
+  EXPECT_STREQ(WeightFormatName(WeightFormat::kInt8), "int8");
+  EXPECT_NE(ParseWeightFormat("int3").status().message().find("float, q4, int8"), std::string::npos);
 }
 
 TEST(LinearWeightTest, FloatIsTheDenseProduct) {
@@ -106,6 +109,33 @@ TEST(LinearWeightTest, Q4RefusesInputsNotDivisibleByTheGroup) {
   auto lw = LinearWeight::Create("layers.0.mlp", torch::randn({32, 40}), {}, WeightFormat::kQ4, torch::kFloat32);
   EXPECT_EQ(lw.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(lw.status().message().find("layers.0.mlp"), std::string::npos);
+}
+
+// int8 keeps one code per weight and a scale per output row, and every product, of one row or many, is the
+// int8 product of the activations' rows in two digits: within a few percent of the float product's largest
+// value (the weights' rounding).
+TEST(LinearWeightTest, Int8ProductsAreTheInt8RowProducts) {
+  Groups g = MakeGroups(48, 64);
+  torch::Tensor bias = torch::randn({48});
+  auto lw = LinearWeight::Create("w", g.w, bias, WeightFormat::kInt8, torch::kFloat32);
+  ASSERT_TRUE(lw.ok()) << lw.status();
+  EXPECT_EQ(lw->bytes(), 48 * 64 + 48 * 4 + 48 * 4);
+  int8_rows::Rows w8 = int8_rows::Quantize(g.w);
+  EXPECT_TRUE(torch::equal(lw->Dense(), w8.codes.to(torch::kFloat32) * w8.scales.unsqueeze(1)));
+  for (int64_t rows : {int64_t{1}, int64_t{5}, LinearWeight::kKernelMaxRows + 1, int64_t{300}}) {
+    torch::Tensor x = torch::randn({rows, 64});
+    EXPECT_EQ(lw->InputType(rows), torch::kFloat32);
+    torch::Tensor got = lw->Apply(x);
+    EXPECT_TRUE(torch::equal(got, int8_rows::Product(int8_rows::Quantize(x, int8_rows::Digits::kTwo), w8, bias)))
+        << rows;
+    EXPECT_TRUE(torch::equal(lw->Product(x), got)) << rows;
+    torch::Tensor want = torch::addmm(bias, x, g.w.t());
+    EXPECT_LE(((got - want).abs().max() / want.abs().max()).item<double>(), 3e-2) << rows;
+  }
+  // The model's bfloat16 dtype: the product is computed the same way and returned in it.
+  auto bf = LinearWeight::Create("w", g.w, bias, WeightFormat::kInt8, torch::kBFloat16);
+  ASSERT_TRUE(bf.ok()) << bf.status();
+  EXPECT_EQ(bf->Apply(torch::randn({3, 64}).to(torch::kBFloat16)).scalar_type(), torch::kBFloat16);
 }
 
 TEST(LinearWeightTest, ConstantGroupsQuantizeWithoutNaN) {

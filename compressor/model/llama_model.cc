@@ -138,8 +138,9 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(const ModelC
   if (model->dtype_ != torch::kFloat32 && model->dtype_ != torch::kBFloat16 && model->dtype_ != torch::kFloat16) {
     return absl::InvalidArgumentError("model dtype must be float32, bfloat16 or float16");
   }
-  if (options.weights == WeightFormat::kQ4 && !model->device_.is_cpu()) {
-    return absl::InvalidArgumentError("weights=q4 runs on CPU only; use weights=float on CUDA");
+  if (options.weights != WeightFormat::kFloat && !model->device_.is_cpu()) {
+    return absl::InvalidArgumentError(absl::StrCat("weights=", WeightFormatName(options.weights),
+                                                   " runs on CPU only; use weights=float on CUDA"));
   }
   if (options.num_threads > 0) at::set_num_threads(options.num_threads);
 
@@ -157,11 +158,11 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(const ModelC
     KVC_ASSIGN_OR_RETURN(Rope rope, Rope::Create(config, freq_factors));
     model->rope_.emplace(rope.OnDevice(model->device_));
 
-    // Under q4 the lm_head is kept as int8 rows (output_head.h), which a tied embedding reads its rows from;
-    // an untied embedding (read a row at a time) stays dense in bfloat16, what the int4 kernels'
+    // Under q4 and int8 the lm_head is kept as int8 rows (output_head.h), which a tied embedding reads its
+    // rows from; an untied embedding (read a row at a time) stays dense in bfloat16, what the int4 kernels'
     // activations are in anyway.
-    const bool q4 = options.weights == WeightFormat::kQ4;
-    const torch::ScalarType table_dt = q4 ? torch::kBFloat16 : dt;
+    const bool quantized = options.weights != WeightFormat::kFloat;
+    const torch::ScalarType table_dt = quantized ? torch::kBFloat16 : dt;
     model->weights_ = options.weights;
     KVC_ASSIGN_OR_RETURN(torch::Tensor embed,
                          LoadChecked(w, "model.embed_tokens.weight", {vocab, hidden}, table_dt, dev));
@@ -171,7 +172,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(const ModelC
     if (!tied) {
       KVC_ASSIGN_OR_RETURN(head, LoadChecked(w, "lm_head.weight", {vocab, hidden}, table_dt, dev));
     }
-    KVC_ASSIGN_OR_RETURN(model->lm_head_, OutputHead::Create(head, {.int8 = q4, .rows = tied}));
+    KVC_ASSIGN_OR_RETURN(model->lm_head_, OutputHead::Create(head, {.int8 = quantized, .rows = tied}));
     // A tied embedding reads its rows from the lm_head (embed_ left undefined).
     if (!tied) model->embed_ = embed;
     // Fused projections are loaded in float32, joined, then put in the chosen format.

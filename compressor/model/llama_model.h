@@ -31,10 +31,10 @@ struct ModelOptions {
   std::optional<torch::ScalarType> dtype;
   // Intra-op threads for CPU; 0 keeps LibTorch's default.
   int num_threads = 0;
-  // How the linear layers keep their weights (linear_weight.h). Under q4 (CPU only) the lm_head is kept as
-  // int8 rows (output_head.h; a tied embedding reads them, an untied one stays in bfloat16), and products of a
-  // few rows (decode) run on bfloat16 activations; the residual stream, norms, attention and the KV cache stay
-  // in the model dtype.
+  // How the linear layers keep their weights (linear_weight.h). Under q4 and int8 (CPU only) the lm_head is
+  // kept as int8 rows (output_head.h; a tied embedding reads them, an untied one stays in bfloat16); under q4
+  // products of a few rows (decode) run on bfloat16 activations, under int8 every product on int8 rows. The
+  // residual stream, norms, attention and the KV cache stay in the model dtype.
   WeightFormat weights = WeightFormat::kFloat;
 };
 
