@@ -56,6 +56,7 @@ TEST(CacheIdTest, EverythingThatChangesTheBytesChangesTheId) {
   EXPECT_TRUE(changed([](CacheIdInput& in) { in.codec = KvcCodec::kZstd; }));
   EXPECT_TRUE(changed([](CacheIdInput& in) { in.compute_dtype = "bfloat16"; }));
   EXPECT_TRUE(changed([](CacheIdInput& in) { in.weights = "q4"; }));
+  EXPECT_TRUE(changed([](CacheIdInput& in) { in.weights = "int8"; }));
   EXPECT_TRUE(changed([](CacheIdInput& in) { in.protected_prefix = 2; }));
   EXPECT_TRUE(changed([](CacheIdInput& in) { in.context.back() = 6; }));
   EXPECT_TRUE(changed([](CacheIdInput& in) { in.query.push_back(1); }));

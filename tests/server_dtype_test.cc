@@ -1,7 +1,8 @@
 // End to end: the compute dtype is part of the cache id. A float32 server and a bfloat16 server work on one
 // file store (one after the other: a file store is held by one process at a time); the same Compress gets
 // a different id on each, neither answers with the other's cache, and each Generate decodes from a cache
-// the other dtype made, converting its K/V (docs/api.md, "How cache ids are computed").
+// the other dtype made, converting its K/V (docs/api.md, "How cache ids are computed"). The same holds for
+// the weight format.
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -46,14 +47,16 @@ class ServerDtypeTest : public ::testing::Test {
     std::filesystem::remove_all(store_, ec);
   }
 
-  // Stops the previous server (releasing the store), then starts one computing in `dtype` on the store.
-  KvcStubs* Serve(const std::string& dtype) {
+  // Stops the previous server (releasing the store), then starts one computing in `dtype` with `weights` on
+  // the store.
+  KvcStubs* Serve(const std::string& dtype, const std::string& weights = "float") {
     if (server_ != nullptr) {
       absl::StatusOr<int> code = server_->Stop();
       EXPECT_TRUE(code.ok() && *code == 0) << server_->Log();
     }
     auto server = ServerProcess::Start(
-        {.args = {"--model", TestData("tiny_chat"), "--dtype", dtype, "--store", "file://" + store_}});
+        {.args = {"--model", TestData("tiny_chat"), "--dtype", dtype, "--weights", weights, "--store",
+                  "file://" + store_}});
     EXPECT_TRUE(server.ok()) << server.status();
     if (!server.ok()) return nullptr;
     server_ = *std::move(server);
@@ -111,6 +114,25 @@ TEST_F(ServerDtypeTest, DtypesGetTheirOwnIdsAndReadEachOthersCaches) {
   GenerateResult from_other = Generate(*f32->generator, GenerateFrom(b.cache_id()));
   EXPECT_TRUE(from_other.status.ok()) << from_other.status.error_message();
   EXPECT_EQ(from_other.token_count, 6);
+}
+
+// The weight format is part of the id too: an int8 server (int8 weight rows and activations) misses the
+// float server's cache, makes its own, and decodes from either.
+TEST_F(ServerDtypeTest, Int8WeightsGetTheirOwnIds) {
+  KvcStubs* f32 = Serve("float32");
+  ASSERT_NE(f32, nullptr);
+  const v1::CompressResponse a = Compress(*f32, SameCompress());
+  KvcStubs* int8 = Serve("float32", "int8");
+  ASSERT_NE(int8, nullptr);
+  const v1::CompressResponse b = Compress(*int8, SameCompress());
+  EXPECT_FALSE(b.cache_hit()) << "the int8 server answered with the float server's cache";
+  EXPECT_NE(b.cache_id(), a.cache_id());
+  EXPECT_TRUE(Compress(*int8, SameCompress()).cache_hit());
+  for (const std::string& id : {a.cache_id(), b.cache_id()}) {
+    GenerateResult out = Generate(*int8->generator, GenerateFrom(id));
+    EXPECT_TRUE(out.status.ok()) << out.status.error_message();
+    EXPECT_EQ(out.token_count, 6);
+  }
 }
 
 }  // namespace
