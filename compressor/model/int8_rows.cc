@@ -18,7 +18,6 @@ using cpu_vectors::Store16;
 using Ints16 = int32_t __attribute__((vector_size(64)));
 using Bytes16 = int8_t __attribute__((vector_size(16)));
 
-
 // Adding and subtracting 1.5 * 2^23 rounds a float of magnitude below 2^22 to an integer, ties to even (the
 // FPU's rounding mode), in plain vector arithmetic.
 constexpr float kRound = 12582912.0f;
@@ -145,6 +144,7 @@ torch::Tensor Product(const Rows& a, const Rows& b, const torch::Tensor& bias) {
   // The int32 sums go through a buffer of a few MB, a block of rows at a time, rather than one [2n, m]
   // tensor: a fresh tensor of tens of MB is mapped and faulted in page by page on every call (that cost as
   // much as the GEMM), while a small one is reused from the heap and stays in cache for the rescale.
+  if (n == 0 || m == 0) return out;
   const int64_t block = std::clamp<int64_t>(kBlockBytes / (2 * m * int64_t{sizeof(int32_t)}), 1, n);
   torch::Tensor sums = torch::empty({two ? 2 * block : block, m}, torch::kInt32);
   const torch::Tensor wt = b.codes.t();

@@ -93,6 +93,15 @@ TEST(Int8RowsTest, ProductScalesTheExactIntegerSums) {
   }
 }
 
+TEST(Int8RowsTest, EmptyProductsAreEmpty) {
+  int8_rows::Rows w = int8_rows::Quantize(torch::randn({5, 8}));
+  EXPECT_EQ(int8_rows::Product(int8_rows::Quantize(torch::zeros({0, 8}), int8_rows::Digits::kTwo), w, {}).sizes(),
+            (std::vector<int64_t>{0, 5}));
+  int8_rows::Rows none = int8_rows::Quantize(torch::zeros({0, 8}));
+  EXPECT_EQ(int8_rows::Product(int8_rows::Quantize(torch::randn({3, 8})), none, {}).sizes(),
+            (std::vector<int64_t>{3, 0}));
+}
+
 // Against the float product: one digit rounds each operand by up to half a step of its row's largest value,
 // so the product of random rows lands within about a percent of the largest output (576 terms of independent
 // rounding errors: ~1% of a typical output, measured 1.2% of the largest). Two digits of the activations
