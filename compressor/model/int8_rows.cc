@@ -43,34 +43,35 @@ KVC_CPU_CLONES float AbsMax(const float* x, int64_t k) {
   return out;
 }
 
-KVC_CPU_CLONES void QuantizeRow(const float* x, float inv, int64_t k, int8_t* out) {
-  int64_t i = 0;
-  for (; i + kLanes <= k; i += kLanes) {
-    Floats16 r = (Load16(x + i) * inv + kRound) - kRound;
-    Bytes16 b = __builtin_convertvector(__builtin_convertvector(r, Ints16), Bytes16);
-    std::memcpy(out + i, &b, sizeof b);
-  }
-  for (; i < k; ++i) out[i] = static_cast<int8_t>(static_cast<int32_t>((x[i] * inv + kRound) - kRound));
+// The integer nearest v, as a float; v is a float or a vector of them.
+template <typename V>
+[[gnu::always_inline]] inline V Nearest(V v) {
+  return (v + kRound) - kRound;
 }
 
-// Both digits: hi = round(v), lo = round((v - hi) * kLowBase) with v = x * inv. v - hi is exact (hi is the
-// integer nearest v), so only the two roundings to integers round.
-KVC_CPU_CLONES void QuantizeRow2(const float* x, float inv, int64_t k, int8_t* hi, int8_t* lo) {
+[[gnu::always_inline]] inline Bytes16 ToBytes(Floats16 v) {
+  return __builtin_convertvector(__builtin_convertvector(v, Ints16), Bytes16);
+}
+
+// hi = round(v) with v = x * inv and, when `lo` is given, lo = round((v - hi) * kLowBase). v - hi is exact (hi
+// is the integer nearest v), so only the roundings to integers round.
+KVC_CPU_CLONES void QuantizeRow(const float* x, float inv, int64_t k, int8_t* hi, int8_t* lo) {
   int64_t i = 0;
   for (; i + kLanes <= k; i += kLanes) {
     Floats16 v = Load16(x + i) * inv;
-    Floats16 h = (v + kRound) - kRound;
-    Floats16 l = ((v - h) * kLowBase + kRound) - kRound;
-    Bytes16 hb = __builtin_convertvector(__builtin_convertvector(h, Ints16), Bytes16);
-    Bytes16 lb = __builtin_convertvector(__builtin_convertvector(l, Ints16), Bytes16);
+    Floats16 h = Nearest(v);
+    Bytes16 hb = ToBytes(h);
     std::memcpy(hi + i, &hb, sizeof hb);
-    std::memcpy(lo + i, &lb, sizeof lb);
+    if (lo != nullptr) {
+      Bytes16 lb = ToBytes(Nearest((v - h) * kLowBase));
+      std::memcpy(lo + i, &lb, sizeof lb);
+    }
   }
   for (; i < k; ++i) {
     const float v = x[i] * inv;
-    const float h = (v + kRound) - kRound;
+    const float h = Nearest(v);
     hi[i] = static_cast<int8_t>(static_cast<int32_t>(h));
-    lo[i] = static_cast<int8_t>(static_cast<int32_t>(((v - h) * kLowBase + kRound) - kRound));
+    if (lo != nullptr) lo[i] = static_cast<int8_t>(static_cast<int32_t>(Nearest((v - h) * kLowBase)));
   }
 }
 
@@ -124,11 +125,7 @@ Rows Quantize(const torch::Tensor& x, Digits digits) {
         continue;
       }
       scales[r] = amax / 127.0f;
-      if (two) {
-        QuantizeRow2(src + r * k, 127.0f / amax, k, codes + r * k, low + r * k);
-      } else {
-        QuantizeRow(src + r * k, 127.0f / amax, k, codes + r * k);
-      }
+      QuantizeRow(src + r * k, 127.0f / amax, k, codes + r * k, two ? low + r * k : nullptr);
     }
   });
   return rows;
