@@ -10,6 +10,7 @@
 #include "compressor/model/greedy.h"
 #include "compressor/model/llama_model.h"
 #include "compressor/model/safetensors_weights.h"
+#include "compressor/model/vnni_gemv.h"
 #include "gtest/gtest.h"
 #include "tests/support/testdata.h"
 
@@ -122,11 +123,13 @@ TEST_F(SmolLM2ParityTest, ChunkedPrefillOf512In64sEqualsOnePass) {
   EXPECT_LE(diff / scale, 2e-5);
 }
 
-// weights=q4 keeps the file's Q4_1 groups as they are and runs small products on the int4 kernel with
-// bfloat16 activations (the tied embedding from the file's Q8_0 groups, the lm_head as int8 rows): the
-// logits move by bfloat16 rounding, not more (measured 0.031-0.043 of the largest logit).
-// Chunks of 32 tokens take the kernel path in every layer; one pass over the prompt takes the expanded-GEMM
-// path. Both are held to the bound the bfloat16 model meets (llama_model_test), and to top-1 agreement.
+// weights=q4 keeps the file's Q4_1 groups as they are (the tied embedding from the file's Q8_0 groups).
+// Chunks of 32 tokens take a 4-bit kernel in every layer and the lm_head's int8 kernel; one pass over the
+// prompt takes the expanded-GEMM path, whose lm_head is expanded to bfloat16. On a CPU with AVX512-VNNI the
+// kernels are vnni_gemv's, whose two-digit activations leave only float rounding: measured 2.5-3.9e-4 of the
+// largest logit, held to 2e-3. LibTorch's kernels (elsewhere) and the bfloat16 lm_head move the logits by
+// bfloat16 rounding, not more (measured 0.031-0.043 and 0.009), held to the bound the bfloat16 model meets
+// (llama_model_test). Both paths are held to top-1 agreement.
 TEST_F(SmolLM2ParityTest, Q4WeightsStayWithinBfloat16RoundingOfTransformers) {
   ModelOptions opts;
   opts.weights = WeightFormat::kQ4;
@@ -163,7 +166,8 @@ TEST_F(SmolLM2ParityTest, Q4WeightsStayWithinBfloat16RoundingOfTransformers) {
       const double top1 = (got.argmax(1) == want.argmax(1)).to(torch::kFloat64).mean().item<double>();
       std::cout << "prompt " << i << " (" << n << " tokens), q4 " << name << ": max normalized logit diff " << rel
                 << ", top-1 agreement " << top1 << "\n";
-      EXPECT_LE(rel, 5e-2) << name;
+      const bool vnni_kernels = vnni_gemv::Available() && (name == std::string("32-token chunks") || n <= step);
+      EXPECT_LE(rel, vnni_kernels ? 2e-3 : 5e-2) << name;
       EXPECT_GE(top1, 0.9) << name;
     }
   }

@@ -104,6 +104,17 @@ KVC_CPU_CLONES void RescaleRow(const int32_t* acc, const int32_t* low, float sa,
 
 }  // namespace
 
+float QuantizeValues(const float* x, int64_t k, int8_t* codes, int8_t* low) {
+  const float amax = AbsMax(x, k);
+  if (amax == 0) {
+    std::memset(codes, 0, k);
+    if (low != nullptr) std::memset(low, 0, k);
+    return 0;
+  }
+  QuantizeRow(x, 127.0f / amax, k, codes, low);
+  return amax / 127.0f;
+}
+
 Rows Quantize(const torch::Tensor& x, Digits digits) {
   TORCH_CHECK(x.dim() == 2 && x.device().is_cpu(), "int8_rows::Quantize: x must be a 2-D CPU tensor");
   const torch::Tensor xf = x.to(torch::kFloat32).contiguous();
@@ -116,17 +127,7 @@ Rows Quantize(const torch::Tensor& x, Digits digits) {
   int8_t* low = two ? rows.low.data_ptr<int8_t>() : nullptr;
   float* scales = rows.scales.data_ptr<float>();
   at::parallel_for(0, n, cpu_vectors::RowGrain(k), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const float amax = AbsMax(src + r * k, k);
-      if (amax == 0) {
-        std::memset(codes + r * k, 0, k);
-        if (two) std::memset(low + r * k, 0, k);
-        scales[r] = 0;
-        continue;
-      }
-      scales[r] = amax / 127.0f;
-      QuantizeRow(src + r * k, 127.0f / amax, k, codes + r * k, two ? low + r * k : nullptr);
-    }
+    for (int64_t r = begin; r < end; ++r) scales[r] = QuantizeValues(src + r * k, k, codes + r * k, two ? low + r * k : nullptr);
   });
   return rows;
 }

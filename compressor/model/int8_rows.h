@@ -33,6 +33,9 @@ enum class Digits { kOne, kTwo };
 // round(x * (127 / absmax)); the second round((that product - the first digit) * kLowBase).
 Rows Quantize(const torch::Tensor& x, Digits digits = Digits::kOne);
 
+// One row of Quantize on raw memory: x [k] float32 -> codes [k], and low [k] when not null; returns the scale.
+float QuantizeValues(const float* x, int64_t k, int8_t* codes, int8_t* low);
+
 // a [n, k] (one or two digits) and b [m, k] (one digit) -> (a's rows) . (b's rows)^T [n, m] float32, plus
 // `bias` [m] (float32 or undefined). The integer sums are exact; the result is
 // (sums of codes + sums of low * (1 / kLowBase)) * (a.scales[i] * b.scales[j]) in float32.

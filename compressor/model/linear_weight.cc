@@ -66,6 +66,9 @@ absl::StatusOr<LinearWeight> LinearWeight::Create(const std::string& name, const
   out.scale_ = scale.contiguous();
   out.min_ = lo.contiguous();
   if (rows % kKernelRowBlock == 0) {
+    out.vnni_ = vnni_gemv::PackQ4(out.codes_.reshape({rows, cols}), scale.squeeze(-1), lo.squeeze(-1));
+  }
+  if (rows % kKernelRowBlock == 0 && !out.vnni_.defined()) {
     out.packed_ = at::_convert_weight_to_int4pack_for_cpu(out.codes_.reshape({rows, cols}).to(torch::kInt32),
                                                           /*innerKTiles=*/1);
     // The kernel computes (code - 8) * scale + zero.
@@ -89,11 +92,19 @@ bool LinearWeight::UsesKernel(int64_t rows) const {
   return format_ == WeightFormat::kQ4 && packed_.defined() && rows <= kKernelMaxRows;
 }
 
+bool LinearWeight::UsesVnni(int64_t rows) const {
+  return format_ == WeightFormat::kQ4 && vnni_.defined() && rows <= kKernelMaxRows;
+}
+
 torch::ScalarType LinearWeight::InputType(int64_t rows) const {
   return UsesKernel(rows) ? torch::kBFloat16 : dtype_;
 }
 
 torch::Tensor LinearWeight::Product(const torch::Tensor& x) const {
+  if (UsesVnni(x.size(0))) {
+    torch::Tensor y = vnni_gemv::Product(x, vnni_);
+    return bias_.defined() ? y + bias_ : y;
+  }
   if (UsesKernel(x.size(0))) {
     torch::Tensor y = at::_weight_int4pack_mm_for_cpu(x.to(torch::kBFloat16).contiguous(), packed_, kGroup,
                                                       scale_zero_);
@@ -112,7 +123,8 @@ torch::Tensor LinearWeight::Apply(const torch::Tensor& x) const { return Product
 int64_t LinearWeight::bytes() const {
   int64_t n = 0;
   for (const torch::Tensor* t :
-       {&dense_, &bias_, &codes_, &scale_, &min_, &packed_, &scale_zero_, &int8_.codes, &int8_.scales}) {
+       {&dense_, &bias_, &codes_, &scale_, &min_, &packed_, &scale_zero_, &vnni_.blocks,
+        &int8_.codes, &int8_.scales}) {
     if (t->defined()) n += t->numel() * t->element_size();
   }
   return n;

@@ -4,10 +4,12 @@
 //   q4     W in 4-bit groups of 32 along the input dimension with a float scale and minimum per group
 //          (w = scale * code + min, GGUF's Q4_1 layout: a Q4_1 file's weights keep their codes and minima,
 //          and their scales to float rounding). About 1.9 bytes per weight instead of 4 (the codes one per
-//          byte for the expansion below, the kernel's packing, the group constants). Products of a few rows (decode) run LibTorch's
-//          int4 CPU kernel (ATen _weight_int4pack_mm_for_cpu, the kernel torchao uses) on bfloat16
-//          activations, so a step reads 8x fewer weight bytes; products of many rows (prefill chunks)
-//          expand the groups to the model dtype and run the dense GEMM, which is exact and faster there.
+//          byte for the expansion below, the kernel's packing, the group constants). Products of a few rows
+//          (decode) read the 4-bit form, so a step reads 8x fewer weight bytes: on a CPU with AVX512-VNNI
+//          with vnni_gemv.h (activations quantized per group of 32 to int8, integer products), elsewhere
+//          with LibTorch's int4 CPU kernel (ATen _weight_int4pack_mm_for_cpu, the kernel torchao uses) on
+//          bfloat16 activations. Products of many rows (prefill chunks) expand the groups to the model dtype
+//          and run the dense GEMM, which is exact and faster there.
 //          CPU only: CUDA's int4 kernels want another packing.
 //   int8   W as int8 with one scale per output row (1 byte per weight); every product quantizes its
 //          activations per row to two int8 digits and runs the int8 GEMM (int8_rows.h: oneDNN through
@@ -28,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "compressor/model/int8_rows.h"
+#include "compressor/model/vnni_gemv.h"
 
 namespace kvc {
 
@@ -39,7 +42,7 @@ const char* WeightFormatName(WeightFormat format);
 
 class LinearWeight {
  public:
-  // Products of at most this many rows use the int4 kernel under q4; more rows expand the weight.
+  // Products of at most this many rows use a 4-bit kernel under q4; more rows expand the weight.
   static constexpr int64_t kKernelMaxRows = 32;
   // The q4 group size along the input dimension (GGUF's block size).
   static constexpr int64_t kGroup = 32;
@@ -56,11 +59,11 @@ class LinearWeight {
   // x [n, in] in the model dtype -> [n, out] in the model dtype.
   torch::Tensor Apply(const torch::Tensor& x) const;
 
-  // The dtype the product of `rows` rows reads its activations in: bfloat16 for q4's kernel, else the model
-  // dtype. A caller that produces x in it saves a conversion.
+  // The dtype the product of `rows` rows reads its activations in: bfloat16 for LibTorch's int4 kernel, else
+  // the model dtype. A caller that produces x in it saves a conversion.
   torch::ScalarType InputType(int64_t rows) const;
-  // x [n, in] in any float dtype -> [n, out] in the dtype the product computed in (bfloat16 from q4's kernel
-  // without a bias, float32 under int8, else the model dtype). The values are Apply's; only the final
+  // x [n, in] in any float dtype -> [n, out] in the dtype the product computed in (bfloat16 from LibTorch's
+  // int4 kernel without a bias, float32 from vnni_gemv's and under int8, else the model dtype). The values are Apply's; only the final
   // conversion is left to a caller that would fuse it (a residual add promotes to float32 on its own).
   torch::Tensor Product(const torch::Tensor& x) const;
 
@@ -74,6 +77,8 @@ class LinearWeight {
  private:
   // True when a product of `rows` rows runs q4's int4 kernel.
   bool UsesKernel(int64_t rows) const;
+  // True when it runs the one-row VNNI kernel (vnni_gemv.h) instead.
+  bool UsesVnni(int64_t rows) const;
 
   WeightFormat format_ = WeightFormat::kFloat;
   torch::ScalarType dtype_ = torch::kFloat32;
@@ -81,8 +86,12 @@ class LinearWeight {
   torch::Tensor bias_;         // [out] in dtype_, or undefined
   torch::Tensor codes_;        // q4: [out, in / kGroup, kGroup] uint8 in 0..15
   torch::Tensor scale_, min_;  // q4: [out, in / kGroup, 1] float32
-  torch::Tensor packed_;       // q4: the kernel's packing of codes_ [out, in / 2] uint8
-  torch::Tensor scale_zero_;   // q4: [in / kGroup, out, 2] bfloat16, w = (code - 8) * scale + zero
+  // q4 on a CPU with AVX512-VNNI (out divisible by 16): the groups in vnni_gemv's layout. Elsewhere
+  // LibTorch's: packed_ [out, in / 2] uint8 and scale_zero_ [in / kGroup, out, 2] bfloat16, where
+  // w = (code - 8) * scale + zero.
+  vnni_gemv::Packed vnni_;
+  torch::Tensor packed_;
+  torch::Tensor scale_zero_;
   int8_rows::Rows int8_;       // int8: [out, in] codes, [out] scales
 };
 

@@ -84,7 +84,8 @@ TEST(LinearWeightTest, ProductIsApplyInTheKernelsDtype) {
   auto q4 = LinearWeight::Create("w", g.w, {}, WeightFormat::kQ4, torch::kFloat32);
   auto dense = LinearWeight::Create("w", g.w, {}, WeightFormat::kFloat, torch::kFloat32);
   ASSERT_TRUE(q4.ok() && dense.ok());
-  EXPECT_EQ(q4->InputType(1), torch::kBFloat16);
+  // LibTorch's int4 kernel reads bfloat16; vnni_gemv's reads the model dtype.
+  EXPECT_EQ(q4->InputType(1), vnni_gemv::Available() ? torch::kFloat32 : torch::kBFloat16);
   EXPECT_EQ(q4->InputType(LinearWeight::kKernelMaxRows + 1), torch::kFloat32);
   EXPECT_EQ(dense->InputType(1), torch::kFloat32);
   for (int64_t rows : {int64_t{1}, LinearWeight::kKernelMaxRows + 1}) {

@@ -1,14 +1,17 @@
 // The output projection (lm_head): next-token logits from the final, normalized hidden states.
 //
-// Under weights=q4 the table is kept as int8 with one scale per vocabulary row (w = code * scale), read by
-// LibTorch's int8 weight-only CPU kernel (ATen _weight_int8pack_mm, the kernel torchao uses) on bfloat16
-// activations for products of a few rows (decode steps); more rows expand it to bfloat16 first. Once the
-// layers are 4-bit the lm_head is a step's largest single read (SmolLM2: 49152 x 576), and int8 is half of
-// bfloat16's bytes. The rounding (half a step of the row's largest weight / 127) is of the order of
-// bfloat16's; the parity test holds q4 logits to the same bound. A tied model's embedding reads its rows from
-// a second int8 copy with one scale per 32 weights (GGUF's Q8_0 layout, so a Q8_0 table comes back exactly),
-// since an error in an embedding row reaches every layer. Together they take about the bytes of the
-// bfloat16 table they replace. Otherwise the table is kept as given.
+// Under weights=q4 the table is kept as int8. Once the layers are 4-bit the lm_head is a step's largest
+// single read (SmolLM2: 49152 x 576), and int8 is half of bfloat16's bytes.
+//   - On a CPU with AVX512-VNNI (vocab divisible by 16): one scale per 32 weights (GGUF's Q8_0 layout, so a
+//     Q8_0 table comes back exactly), read by vnni_gemv's int8 kernel for products of a few rows (decode
+//     steps) and by Rows; more rows expand it to bfloat16 first.
+//   - Elsewhere: one scale per vocabulary row (w = code * scale), read by LibTorch's int8 weight-only CPU
+//     kernel (ATen _weight_int8pack_mm, the kernel torchao uses) on bfloat16 activations; more rows expand it.
+//     A tied model's embedding then reads its rows from a second, Q8_0-style copy, since an error in an
+//     embedding row reaches every layer.
+// The rounding (half a step of the row's or group's largest weight / 127) is of the order of bfloat16's; the
+// parity test holds q4 logits to the same bound. Together the copies take about the bytes of the bfloat16
+// table they replace. Otherwise the table is kept as given.
 //
 // Ownership: owns (or shares, with the embedding) its tensors. Thread safety: immutable after Create; Logits
 // and Rows may run concurrently.
@@ -20,6 +23,7 @@
 #include <torch/types.h>
 
 #include "absl/status/statusor.h"
+#include "compressor/model/vnni_gemv.h"
 
 namespace kvc {
 
@@ -55,10 +59,11 @@ class OutputHead {
 
  private:
   torch::Tensor table_;   // [vocab, hidden], or undefined under int8
-  torch::Tensor codes_;        // int8: [vocab, hidden]
-  torch::Tensor scales_;       // int8: [vocab] bfloat16
-  torch::Tensor row_codes_;    // int8 with rows: [vocab, hidden / kRowGroup, kRowGroup] int8
-  torch::Tensor row_scales_;   // int8 with rows: [vocab, hidden / kRowGroup, 1] float32
+  torch::Tensor codes_;        // int8 without VNNI: [vocab, hidden]
+  torch::Tensor scales_;       // int8 without VNNI: [vocab] bfloat16
+  torch::Tensor row_codes_;    // int8 with rows or VNNI: [vocab, hidden / kRowGroup, kRowGroup] int8
+  torch::Tensor row_scales_;   // int8 with rows or VNNI: [vocab, hidden / kRowGroup, 1] float32
+  vnni_gemv::Packed vnni_;     // int8 with VNNI: the grouped codes in vnni_gemv's layout
 };
 
 }  // namespace kvc

@@ -1,0 +1,237 @@
+#include "compressor/model/vnni_gemv.h"
+
+#include "compressor/model/int8_rows.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace kvc::vnni_gemv {
+namespace {
+
+constexpr int64_t kRunBytes = 4 * kTileRows;  // one 64-byte load: four codes of each of the tile's rows
+constexpr int64_t kConstantBytes = 2 * kTileRows;  // 16 float16 values
+constexpr int64_t kQ4Runs = kGroup / 8;  // each load holds two runs of four inputs, in its two nibbles
+constexpr int64_t kInt8Runs = kGroup / 4;
+
+// Blocks a thread asks for ahead of its reads: without it a thread waited on most loads of a step's weights.
+constexpr int64_t kPrefetchBlocks = 4;
+
+// Tiles per task of Product's loop: ~8 K multiply-adds per tile and group, so that a 576-input projection of
+// 576 rows (36 tiles) still splits across two threads while a task outweighs its dispatch.
+constexpr int64_t kTileGrain = 4;
+
+#if defined(__x86_64__)
+#define KVC_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
+
+KVC_VNNI inline void Prefetch(const uint8_t* block, int64_t block_bytes) {
+  for (int64_t line = 0; line < block_bytes; line += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(block + kPrefetchBlocks * block_bytes + line), _MM_HINT_T0);
+  }
+}
+
+KVC_VNNI inline __m512i Broadcast4(const int8_t* x) {
+  int32_t four;
+  std::memcpy(&four, x, sizeof four);
+  return _mm512_set1_epi32(four);
+}
+
+KVC_VNNI inline __m512 Halves(const uint8_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+// The integer sums of a group in float32: the first digit's plus the second's / kLowBase.
+KVC_VNNI inline __m512 Digits(__m512i first, __m512i second) {
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(second), _mm512_set1_ps(1.0f / int8_rows::kLowBase),
+                         _mm512_cvtepi32_ps(first));
+}
+
+// One tile of 16 output rows against one quantized activation row: out[r] for the tile's rows. Each weight
+// load serves both activation digits; a step waits on memory, not on the extra vpdpbusd.
+template <Codes kCodes>
+KVC_VNNI void TileRow(const uint8_t* blocks, const Activations::Row& x, int64_t groups, float* out) {
+  constexpr bool kQ4 = kCodes == Codes::kQ4;
+  const int64_t block_bytes = BlockBytes(kCodes);
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  __m512 acc = _mm512_setzero_ps(), acc_min = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* b = blocks + g * block_bytes;
+    Prefetch(b, block_bytes);
+    const int8_t* xg = x.codes + g * kGroup;
+    const int8_t* lg = x.low + g * kGroup;
+    __m512i first = _mm512_setzero_si512(), second = _mm512_setzero_si512();
+    const int64_t runs = kQ4 ? kQ4Runs : kInt8Runs;
+    for (int64_t p = 0; p < runs; ++p) {
+      const __m512i w = _mm512_loadu_si512(b + p * kRunBytes);
+      if constexpr (kQ4) {
+        const __m512i lo = _mm512_and_si512(w, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), nibble);
+        first = _mm512_dpbusd_epi32(first, lo, Broadcast4(xg + 8 * p));
+        second = _mm512_dpbusd_epi32(second, lo, Broadcast4(lg + 8 * p));
+        first = _mm512_dpbusd_epi32(first, hi, Broadcast4(xg + 8 * p + 4));
+        second = _mm512_dpbusd_epi32(second, hi, Broadcast4(lg + 8 * p + 4));
+      } else {
+        first = _mm512_dpbusd_epi32(first, w, Broadcast4(xg + 4 * p));
+        second = _mm512_dpbusd_epi32(second, w, Broadcast4(lg + 4 * p));
+      }
+    }
+    const uint8_t* constants = b + runs * kRunBytes;
+    if constexpr (!kQ4) {
+      // The codes are stored plus 128: each sum exceeds the signed one by 128 * the activations' code sum.
+      first = _mm512_sub_epi32(first, _mm512_set1_epi32(128 * x.code_sums[g]));
+      second = _mm512_sub_epi32(second, _mm512_set1_epi32(128 * x.low_sums[g]));
+    }
+    const __m512 scale = _mm512_mul_ps(Halves(constants), _mm512_set1_ps(x.scales[g]));
+    acc = _mm512_fmadd_ps(Digits(first, second), scale, acc);
+    if constexpr (kQ4) {
+      acc_min = _mm512_fmadd_ps(Halves(constants + kConstantBytes), _mm512_set1_ps(x.scales[g] * x.sums[g]), acc_min);
+    }
+  }
+  _mm512_storeu_ps(out, _mm512_add_ps(acc, acc_min));
+}
+#endif
+
+// [tiles * 16, groups] -> [tiles, groups, 32] bytes: the tile's 16 rows' constants of each group as float16.
+torch::Tensor TileConstants(const torch::Tensor& t) {
+  const int64_t tiles = t.size(0) / kTileRows, groups = t.size(1);
+  return t.to(torch::kFloat16).reshape({tiles, kTileRows, groups}).transpose(1, 2).contiguous().view(torch::kUInt8);
+}
+
+// Where one row of activations is quantized to: [in] codes and low digits, [in / kGroup] for the rest.
+struct RowOut {
+  int8_t *codes, *low;
+  float *scales, *sums;
+  int32_t *code_sums, *low_sums;
+  Activations::Row row() const { return {codes, low, scales, sums, code_sums, low_sums}; }
+};
+
+void QuantizeInto(const float* x, int64_t in, const RowOut& out) {
+  for (int64_t g = 0; g < in / kGroup; ++g) {
+    const int64_t k0 = g * kGroup;
+    out.scales[g] = int8_rows::QuantizeValues(x + k0, kGroup, out.codes + k0, out.low + k0);
+    int32_t code_sum = 0, low_sum = 0;
+    for (int64_t k = k0; k < k0 + kGroup; ++k) {
+      code_sum += out.codes[k];
+      low_sum += out.low[k];
+    }
+    out.code_sums[g] = code_sum;
+    out.low_sums[g] = low_sum;
+    out.sums[g] = static_cast<float>(code_sum) + static_cast<float>(low_sum) * (1.0f / int8_rows::kLowBase);
+  }
+}
+
+void CheckShape(const torch::Tensor& codes) {
+  TORCH_CHECK(codes.dim() == 2 && codes.size(0) % kTileRows == 0 && codes.size(1) % kGroup == 0,
+              "vnni_gemv: a weight of shape ", codes.sizes(), " is not in tiles of ", kTileRows, " rows and groups of ",
+              kGroup);
+}
+
+}  // namespace
+
+int64_t BlockBytes(Codes codes) {
+  return codes == Codes::kQ4 ? kQ4Runs * kRunBytes + 2 * kConstantBytes : kInt8Runs * kRunBytes + kConstantBytes;
+}
+
+bool Available() {
+#if defined(__x86_64__)
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+Packed PackQ4(const torch::Tensor& codes, const torch::Tensor& scales, const torch::Tensor& mins) {
+  Packed p;
+  if (!Available()) return p;
+  CheckShape(codes);
+  c10::InferenceMode guard;
+  const int64_t out = codes.size(0), in = codes.size(1), tiles = out / kTileRows, groups = in / kGroup;
+  // [tiles, 16 rows, groups, runs, 2 halves, 4] -> [tiles, groups, runs, 16 rows, 4, 2 halves]: a run's 16
+  // rows side by side, the second four inputs in the high nibbles.
+  torch::Tensor c = codes.to(torch::kInt32).reshape({tiles, kTileRows, groups, kQ4Runs, 2, 4}).permute({0, 2, 3, 1, 5, 4});
+  torch::Tensor runs = (c.select(5, 0) | c.select(5, 1) * 16).reshape({tiles, groups, kQ4Runs * kRunBytes});
+  p.codes = Codes::kQ4;
+  p.blocks = torch::cat({runs.to(torch::kUInt8), TileConstants(scales), TileConstants(mins)}, -1).contiguous();
+  return p;
+}
+
+Packed PackInt8(const torch::Tensor& codes, const torch::Tensor& scales) {
+  Packed p;
+  if (!Available()) return p;
+  CheckShape(codes);
+  c10::InferenceMode guard;
+  const int64_t out = codes.size(0), in = codes.size(1), tiles = out / kTileRows, groups = in / kGroup;
+  // [tiles, 16 rows, groups, runs, 4] -> [tiles, groups, runs, 16 rows, 4].
+  torch::Tensor c = (codes.to(torch::kInt32) + 128).reshape({tiles, kTileRows, groups, kInt8Runs, 4}).permute({0, 2, 3, 1, 4});
+  torch::Tensor runs = c.reshape({tiles, groups, kInt8Runs * kRunBytes}).to(torch::kUInt8);
+  p.codes = Codes::kInt8;
+  p.blocks = torch::cat({runs, TileConstants(scales)}, -1).contiguous();
+  return p;
+}
+
+Activations QuantizeActivations(const torch::Tensor& x) {
+  TORCH_CHECK(x.dim() == 2 && x.size(1) % kGroup == 0, "vnni_gemv: activations of shape ", x.sizes(),
+              " are not rows in groups of ", kGroup);
+  c10::InferenceMode guard;
+  const torch::Tensor xf = x.to(torch::kFloat32).contiguous();
+  const int64_t n = xf.size(0), in = xf.size(1), groups = in / kGroup;
+  Activations a;
+  a.codes = torch::empty({n, in}, torch::kInt8);
+  a.low = torch::empty({n, in}, torch::kInt8);
+  a.scales = torch::empty({n, groups}, torch::kFloat32);
+  a.sums = torch::empty({n, groups}, torch::kFloat32);
+  a.code_sums = torch::empty({n, groups}, torch::kInt32);
+  a.low_sums = torch::empty({n, groups}, torch::kInt32);
+  for (int64_t i = 0; i < n; ++i) {
+    QuantizeInto(xf.data_ptr<float>() + i * in, in,
+                 {a.codes.data_ptr<int8_t>() + i * in, a.low.data_ptr<int8_t>() + i * in,
+                  a.scales.data_ptr<float>() + i * groups, a.sums.data_ptr<float>() + i * groups,
+                  a.code_sums.data_ptr<int32_t>() + i * groups, a.low_sums.data_ptr<int32_t>() + i * groups});
+  }
+  return a;
+}
+
+torch::Tensor Product(const torch::Tensor& x, const Packed& w) {
+  TORCH_CHECK(w.defined() && Available(), "vnni_gemv::Product without a packed weight on a VNNI CPU");
+  c10::InferenceMode guard;
+  const int64_t n = x.size(0), in = x.size(1), tiles = w.blocks.size(0), groups = w.blocks.size(1);
+  TORCH_CHECK(x.dim() == 2 && groups * kGroup == in, "vnni_gemv::Product: activations of shape ", x.sizes(),
+              " for a weight of ", groups * kGroup, " inputs");
+  // The activations go to plain buffers: a decode step makes ~120 products, and tensors for them cost more
+  // than the quantization.
+  const torch::Tensor xf = x.to(torch::kFloat32).contiguous();
+  std::vector<int8_t> digits(2 * n * in);
+  std::vector<float> floats(2 * n * groups);
+  std::vector<int32_t> ints(2 * n * groups);
+  std::vector<Activations::Row> rows(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const RowOut out{digits.data() + 2 * i * in, digits.data() + (2 * i + 1) * in,
+                     floats.data() + 2 * i * groups, floats.data() + (2 * i + 1) * groups,
+                     ints.data() + 2 * i * groups, ints.data() + (2 * i + 1) * groups};
+    QuantizeInto(xf.data_ptr<float>() + i * in, in, out);
+    rows[i] = out.row();
+  }
+  torch::Tensor y = torch::empty({n, tiles * kTileRows}, torch::kFloat32);
+#if defined(__x86_64__)
+  const int64_t tile_bytes = groups * BlockBytes(w.codes);
+  const uint8_t* blocks = w.blocks.data_ptr<uint8_t>();
+  float* out = y.data_ptr<float>();
+  auto* tile_row = w.codes == Codes::kQ4 ? &TileRow<Codes::kQ4> : &TileRow<Codes::kInt8>;
+  at::parallel_for(0, tiles, kTileGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      for (int64_t i = 0; i < n; ++i) {
+        tile_row(blocks + t * tile_bytes, rows[i], groups, out + i * tiles * kTileRows + t * kTileRows);
+      }
+    }
+  });
+#endif
+  return y;
+}
+
+}  // namespace kvc::vnni_gemv
