@@ -1,7 +1,5 @@
 #include "compressor/model/vnni_gemv.h"
 
-#include "compressor/model/int8_rows.h"
-
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -11,6 +9,8 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+
+#include "compressor/model/int8_rows.h"
 
 namespace kvc::vnni_gemv {
 namespace {
@@ -23,8 +23,8 @@ constexpr int64_t kInt8Runs = kGroup / 4;
 // Blocks a thread asks for ahead of its reads: without it a thread waited on most loads of a step's weights.
 constexpr int64_t kPrefetchBlocks = 4;
 
-// Tiles per task of Product's loop: ~8 K multiply-adds per tile and group, so that a 576-input projection of
-// 576 rows (36 tiles) still splits across two threads while a task outweighs its dispatch.
+// Tiles per task of Product's loop: a tile of a 576-input product is ~9 K multiply-adds, so a projection to
+// 576 outputs (36 tiles) still splits across two threads while each task outweighs its dispatch.
 constexpr int64_t kTileGrain = 4;
 
 #if defined(__x86_64__)
