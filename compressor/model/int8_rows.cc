@@ -127,7 +127,9 @@ Rows Quantize(const torch::Tensor& x, Digits digits) {
   int8_t* low = two ? rows.low.data_ptr<int8_t>() : nullptr;
   float* scales = rows.scales.data_ptr<float>();
   at::parallel_for(0, n, cpu_vectors::RowGrain(k), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) scales[r] = QuantizeValues(src + r * k, k, codes + r * k, two ? low + r * k : nullptr);
+    for (int64_t r = begin; r < end; ++r) {
+      scales[r] = QuantizeValues(src + r * k, k, codes + r * k, two ? low + r * k : nullptr);
+    }
   });
   return rows;
 }

@@ -63,8 +63,9 @@ class LinearWeight {
   // the model dtype. A caller that produces x in it saves a conversion.
   torch::ScalarType InputType(int64_t rows) const;
   // x [n, in] in any float dtype -> [n, out] in the dtype the product computed in (bfloat16 from LibTorch's
-  // int4 kernel without a bias, float32 from vnni_gemv's and under int8, else the model dtype). The values are Apply's; only the final
-  // conversion is left to a caller that would fuse it (a residual add promotes to float32 on its own).
+  // int4 kernel without a bias, float32 from vnni_gemv's and under int8, else the model dtype). The values are
+  // Apply's; only the final conversion is left to a caller that would fuse it (a residual add promotes to
+  // float32 on its own).
   torch::Tensor Product(const torch::Tensor& x) const;
 
   // W as a dense [out, in] tensor in the model dtype (a view under float, a fresh tensor under q4).

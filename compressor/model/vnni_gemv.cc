@@ -154,7 +154,8 @@ Packed PackQ4(const torch::Tensor& codes, const torch::Tensor& scales, const tor
   const int64_t out = codes.size(0), in = codes.size(1), tiles = out / kTileRows, groups = in / kGroup;
   // [tiles, 16 rows, groups, runs, 2 halves, 4] -> [tiles, groups, runs, 16 rows, 4, 2 halves]: a run's 16
   // rows side by side, the second four inputs in the high nibbles.
-  torch::Tensor c = codes.to(torch::kInt32).reshape({tiles, kTileRows, groups, kQ4Runs, 2, 4}).permute({0, 2, 3, 1, 5, 4});
+  torch::Tensor c =
+      codes.to(torch::kInt32).reshape({tiles, kTileRows, groups, kQ4Runs, 2, 4}).permute({0, 2, 3, 1, 5, 4});
   torch::Tensor runs = (c.select(5, 0) | c.select(5, 1) * 16).reshape({tiles, groups, kQ4Runs * kRunBytes});
   p.codes = Codes::kQ4;
   p.blocks = torch::cat({runs.to(torch::kUInt8), TileConstants(scales), TileConstants(mins)}, -1).contiguous();
@@ -168,7 +169,8 @@ Packed PackInt8(const torch::Tensor& codes, const torch::Tensor& scales) {
   c10::InferenceMode guard;
   const int64_t out = codes.size(0), in = codes.size(1), tiles = out / kTileRows, groups = in / kGroup;
   // [tiles, 16 rows, groups, runs, 4] -> [tiles, groups, runs, 16 rows, 4].
-  torch::Tensor c = (codes.to(torch::kInt32) + 128).reshape({tiles, kTileRows, groups, kInt8Runs, 4}).permute({0, 2, 3, 1, 4});
+  torch::Tensor c =
+      (codes.to(torch::kInt32) + 128).reshape({tiles, kTileRows, groups, kInt8Runs, 4}).permute({0, 2, 3, 1, 4});
   torch::Tensor runs = c.reshape({tiles, groups, kInt8Runs * kRunBytes}).to(torch::kUInt8);
   p.codes = Codes::kInt8;
   p.blocks = torch::cat({runs, TileConstants(scales)}, -1).contiguous();

@@ -52,7 +52,8 @@ TEST(VnniGemvTest, QuantizesEachGroupAsAnInt8Row) {
   EXPECT_TRUE(torch::equal(a.codes, rows.codes.view({2, 96})));
   EXPECT_TRUE(torch::equal(a.low, rows.low.view({2, 96})));
   EXPECT_TRUE(torch::equal(a.scales, rows.scales.view({2, 3})));
-  torch::Tensor codes = a.codes.view({2, 3, kGroup}).to(torch::kInt32), low = a.low.view({2, 3, kGroup}).to(torch::kInt32);
+  torch::Tensor codes = a.codes.view({2, 3, kGroup}).to(torch::kInt32);
+  torch::Tensor low = a.low.view({2, 3, kGroup}).to(torch::kInt32);
   EXPECT_TRUE(torch::equal(a.code_sums, codes.sum(-1, false, torch::kInt32)));
   EXPECT_TRUE(torch::equal(a.low_sums, low.sum(-1, false, torch::kInt32)));
   EXPECT_TRUE(torch::allclose(a.sums.to(torch::kFloat64), Digits(a).view({2, 3, kGroup}).sum(-1)));
@@ -63,7 +64,8 @@ TEST(VnniGemvTest, QuantizesEachGroupAsAnInt8Row) {
   // Within ~1/64000 of each group's largest value.
   torch::Tensor back = (Digits(a).view({2, 3, kGroup}) * a.scales.to(torch::kFloat64).unsqueeze(-1)).view({2, 96});
   torch::Tensor amax = x.abs().view({2, 3, kGroup}).amax(-1, true).expand({2, 3, kGroup}).reshape({2, 96});
-  EXPECT_TRUE(((back - x.to(torch::kFloat64)).abs() <= amax.to(torch::kFloat64) / 127.0 / 254.0 / 2 * 1.01 + 1e-9).all().item<bool>());
+  torch::Tensor bound = amax.to(torch::kFloat64) / 127.0 / 254.0 / 2 * 1.01 + 1e-9;
+  EXPECT_TRUE(((back - x.to(torch::kFloat64)).abs() <= bound).all().item<bool>());
 }
 
 TEST(VnniGemvTest, ProductIsTheGroupSumsScaled) {
@@ -104,12 +106,14 @@ TEST(VnniGemvTest, Int8ProductIsTheGroupSumsScaled) {
       torch::Tensor x = torch::randn({n, in});
       const Activations a = QuantizeActivations(x);
       const int64_t g = in / kGroup;
-      torch::Tensor sums = (Digits(a).reshape({n, 1, g, kGroup}) * codes.to(torch::kFloat64).reshape({1, out, g, kGroup})).sum(-1);
+      torch::Tensor wq = codes.to(torch::kFloat64).reshape({1, out, g, kGroup});
+      torch::Tensor sums = (Digits(a).reshape({n, 1, g, kGroup}) * wq).sum(-1);
       torch::Tensor ref = (sums * scales.to(torch::kFloat64) * a.scales.to(torch::kFloat64).unsqueeze(1)).sum(-1);
       torch::Tensor y = Product(x, p);
       ASSERT_EQ(y.sizes(), (std::vector<int64_t>{n, out}));
       EXPECT_LE((y.to(torch::kFloat64) - ref).abs().max().item<double>(), 1e-5 * ref.abs().max().item<double>());
-      torch::Tensor dense = (codes.to(torch::kFloat32).reshape({out, g, kGroup}) * scales.unsqueeze(-1)).reshape({out, in});
+      torch::Tensor dense =
+          (codes.to(torch::kFloat32).reshape({out, g, kGroup}) * scales.unsqueeze(-1)).reshape({out, in});
       torch::Tensor exact = torch::mm(x, dense.t());
       EXPECT_LE((y - exact).abs().max().item<float>(), 1e-4f * exact.abs().max().item<float>());
     }
