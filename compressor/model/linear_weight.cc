@@ -67,13 +67,13 @@ absl::StatusOr<LinearWeight> LinearWeight::Create(const std::string& name, const
   out.min_ = lo.contiguous();
   if (rows % kKernelRowBlock == 0) {
     out.vnni_ = vnni_gemv::PackQ4(out.codes_.reshape({rows, cols}), scale.squeeze(-1), lo.squeeze(-1));
-  }
-  if (rows % kKernelRowBlock == 0 && !out.vnni_.defined()) {
-    out.packed_ = at::_convert_weight_to_int4pack_for_cpu(out.codes_.reshape({rows, cols}).to(torch::kInt32),
-                                                          /*innerKTiles=*/1);
-    // The kernel computes (code - 8) * scale + zero.
-    torch::Tensor zero = lo + 8.0 * scale;
-    out.scale_zero_ = torch::cat({scale, zero}, -1).transpose(0, 1).to(torch::kBFloat16).contiguous();
+    if (!out.vnni_.defined()) {  // LibTorch's kernel, where the CPU lacks VNNI
+      out.packed_ = at::_convert_weight_to_int4pack_for_cpu(out.codes_.reshape({rows, cols}).to(torch::kInt32),
+                                                            /*innerKTiles=*/1);
+      // The kernel computes (code - 8) * scale + zero.
+      torch::Tensor zero = lo + 8.0 * scale;
+      out.scale_zero_ = torch::cat({scale, zero}, -1).transpose(0, 1).to(torch::kBFloat16).contiguous();
+    }
   }
   return out;
 }

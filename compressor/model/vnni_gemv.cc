@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <initializer_list>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -125,10 +126,32 @@ void QuantizeInto(const float* x, int64_t in, const RowOut& out) {
   }
 }
 
-void CheckShape(const torch::Tensor& codes) {
+// The blocks of either format: each group's runs of codes, then its constants (`constants`, each
+// [out, in / 32]) as float16.
+Packed Pack(Codes kind, const torch::Tensor& codes, std::initializer_list<torch::Tensor> constants) {
+  Packed p;
+  if (!Available()) return p;
   TORCH_CHECK(codes.dim() == 2 && codes.size(0) % kTileRows == 0 && codes.size(1) % kGroup == 0,
               "vnni_gemv: a weight of shape ", codes.sizes(), " is not in tiles of ", kTileRows, " rows and groups of ",
               kGroup);
+  c10::InferenceMode guard;
+  const int64_t out = codes.size(0), in = codes.size(1), tiles = out / kTileRows, groups = in / kGroup;
+  torch::Tensor runs;
+  if (kind == Codes::kQ4) {
+    // [tiles, 16 rows, groups, runs, 2 halves, 4] -> [tiles, groups, runs, 16 rows, 4, 2 halves]: a run's 16
+    // rows side by side, the second four inputs in the high nibbles.
+    torch::Tensor c =
+        codes.to(torch::kInt32).reshape({tiles, kTileRows, groups, kQ4Runs, 2, 4}).permute({0, 2, 3, 1, 5, 4});
+    runs = c.select(5, 0) | c.select(5, 1) * 16;
+  } else {
+    // [tiles, 16 rows, groups, runs, 4] -> [tiles, groups, runs, 16 rows, 4].
+    runs = (codes.to(torch::kInt32) + 128).reshape({tiles, kTileRows, groups, kInt8Runs, 4}).permute({0, 2, 3, 1, 4});
+  }
+  std::vector<torch::Tensor> parts = {runs.reshape({tiles, groups, -1}).to(torch::kUInt8)};
+  for (const torch::Tensor& t : constants) parts.push_back(TileConstants(t));
+  p.codes = kind;
+  p.blocks = torch::cat(parts, -1).contiguous();
+  return p;
 }
 
 }  // namespace
@@ -147,34 +170,11 @@ bool Available() {
 }
 
 Packed PackQ4(const torch::Tensor& codes, const torch::Tensor& scales, const torch::Tensor& mins) {
-  Packed p;
-  if (!Available()) return p;
-  CheckShape(codes);
-  c10::InferenceMode guard;
-  const int64_t out = codes.size(0), in = codes.size(1), tiles = out / kTileRows, groups = in / kGroup;
-  // [tiles, 16 rows, groups, runs, 2 halves, 4] -> [tiles, groups, runs, 16 rows, 4, 2 halves]: a run's 16
-  // rows side by side, the second four inputs in the high nibbles.
-  torch::Tensor c =
-      codes.to(torch::kInt32).reshape({tiles, kTileRows, groups, kQ4Runs, 2, 4}).permute({0, 2, 3, 1, 5, 4});
-  torch::Tensor runs = (c.select(5, 0) | c.select(5, 1) * 16).reshape({tiles, groups, kQ4Runs * kRunBytes});
-  p.codes = Codes::kQ4;
-  p.blocks = torch::cat({runs.to(torch::kUInt8), TileConstants(scales), TileConstants(mins)}, -1).contiguous();
-  return p;
+  return Pack(Codes::kQ4, codes, {scales, mins});
 }
 
 Packed PackInt8(const torch::Tensor& codes, const torch::Tensor& scales) {
-  Packed p;
-  if (!Available()) return p;
-  CheckShape(codes);
-  c10::InferenceMode guard;
-  const int64_t out = codes.size(0), in = codes.size(1), tiles = out / kTileRows, groups = in / kGroup;
-  // [tiles, 16 rows, groups, runs, 4] -> [tiles, groups, runs, 16 rows, 4].
-  torch::Tensor c =
-      (codes.to(torch::kInt32) + 128).reshape({tiles, kTileRows, groups, kInt8Runs, 4}).permute({0, 2, 3, 1, 4});
-  torch::Tensor runs = c.reshape({tiles, groups, kInt8Runs * kRunBytes}).to(torch::kUInt8);
-  p.codes = Codes::kInt8;
-  p.blocks = torch::cat({runs, TileConstants(scales)}, -1).contiguous();
-  return p;
+  return Pack(Codes::kInt8, codes, {scales});
 }
 
 Activations QuantizeActivations(const torch::Tensor& x) {
