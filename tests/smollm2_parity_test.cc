@@ -5,6 +5,7 @@
 // that row must be <= 1e-3. (SmolLM2's logits reach ~20-30, so this allows about 0.02-0.03 absolute.)
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -134,30 +135,47 @@ TEST_F(SmolLM2ParityTest, ChunkedPrefillOf512In64sEqualsOnePass) {
   EXPECT_LE(diff / scale, 2e-5);
 }
 
+// The quantized formats' few-row products run on vnni_gemv's kernels where the CPU has AVX512-VNNI, else on
+// LibTorch's; both are checked here on every CPU (kernels=kLibTorch forces LibTorch's).
+class QuantizedParityTest : public SmolLM2ParityTest, public ::testing::WithParamInterface<vnni_gemv::Kernels> {
+ protected:
+  std::unique_ptr<LlamaModel> Load(WeightFormat weights) {
+    ModelOptions opts;
+    opts.weights = weights;
+    opts.kernels = GetParam();
+    auto m = LlamaModel::Load(kvc::testing::EnvOr("KVC_SMOLLM2_GGUF", ""), opts);
+    EXPECT_TRUE(m.ok()) << m.status();
+    if (!m.ok()) return nullptr;
+    EXPECT_LT((*m)->weight_bytes() * 2, model_->weight_bytes());
+    EXPECT_EQ((*m)->fingerprint(), model_->fingerprint());
+    return *std::move(m);
+  }
+  std::string Label(int i, int64_t n, const std::string& what) {
+    return "prompt " + std::to_string(i) + " (" + std::to_string(n) + " tokens), " + what + ", " +
+           (vnni_gemv::Usable(GetParam()) ? "vnni_gemv" : "LibTorch") + " kernels";
+  }
+};
+
 // weights=q4 keeps the file's Q4_1 groups as they are (the tied embedding from the file's Q8_0 groups).
 // Chunks of 32 tokens take a 4-bit kernel in every layer and the lm_head's int8 kernel; one pass over the
-// prompt takes the expanded-GEMM path, whose lm_head is expanded to bfloat16. On a CPU with AVX512-VNNI the
-// kernels are vnni_gemv's, whose two-digit activations leave only float rounding: measured 2.5-3.9e-4 of the
-// largest logit, held to 2e-3. LibTorch's kernels (elsewhere) and the bfloat16 lm_head move the logits by
-// bfloat16 rounding, not more (measured 0.031-0.043 and 0.009), held to the bound the bfloat16 model meets
-// (llama_model_test). Both paths are held to top-1 agreement.
-TEST_F(SmolLM2ParityTest, Q4WeightsStayWithinBfloat16RoundingOfTransformers) {
-  ModelOptions opts;
-  opts.weights = WeightFormat::kQ4;
-  auto q4 = LlamaModel::Load(kvc::testing::EnvOr("KVC_SMOLLM2_GGUF", ""), opts);
-  ASSERT_TRUE(q4.ok()) << q4.status();
-  EXPECT_LT((*q4)->weight_bytes() * 2, model_->weight_bytes());
-  EXPECT_EQ((*q4)->fingerprint(), model_->fingerprint());
+// prompt takes the expanded-GEMM path, whose lm_head is expanded to bfloat16. vnni_gemv's kernels, with
+// two-digit activations, leave only float rounding: measured 2.5-3.9e-4 of the largest logit, held to 2e-3.
+// LibTorch's kernels and the bfloat16 lm_head move the logits by bfloat16 rounding, not more (measured
+// 0.031-0.043 and 0.009), held to the bound the bfloat16 model meets (llama_model_test). Both paths are held
+// to top-1 agreement.
+TEST_P(QuantizedParityTest, Q4WeightsStayWithinBfloat16RoundingOfTransformers) {
+  std::unique_ptr<LlamaModel> q4 = Load(WeightFormat::kQ4);
+  ASSERT_NE(q4, nullptr);
   for (int i = 0; i < 3; ++i) {
     SCOPED_TRACE("prompt " + std::to_string(i));
     const auto [ids, rows, want] = Prompt(i);
     const int64_t n = ids.size(0);
     // One pass (expanded weights).
-    KvCache one = (*q4)->NewCache();
-    auto pass = (*q4)->Forward(ids, torch::arange(n, torch::kInt64), one, {rows, 0});
+    KvCache one = q4->NewCache();
+    auto pass = q4->Forward(ids, torch::arange(n, torch::kInt64), one, {rows, 0});
     ASSERT_TRUE(pass.ok()) << pass.status();
     // Chunks of the kernel's row limit, logits of the wanted rows inside each.
-    KvCache chunked = (*q4)->NewCache();
+    KvCache chunked = q4->NewCache();
     std::vector<torch::Tensor> parts;
     const int64_t step = LinearWeight::kKernelMaxRows;
     for (int64_t s = 0; s < n; s += step) {
@@ -166,16 +184,16 @@ TEST_F(SmolLM2ParityTest, Q4WeightsStayWithinBfloat16RoundingOfTransformers) {
       for (int64_t r : rows) {
         if (r >= s && r < s + len) in_chunk.push_back(r - s);
       }
-      auto out = (*q4)->Forward(ids.narrow(0, s, len), torch::arange(s, s + len, torch::kInt64), chunked,
-                                {in_chunk, 0});
+      auto out = q4->Forward(ids.narrow(0, s, len), torch::arange(s, s + len, torch::kInt64), chunked,
+                             {in_chunk, 0});
       ASSERT_TRUE(out.ok()) << out.status();
       if (!in_chunk.empty()) parts.push_back(out->logits);
     }
     torch::Tensor kernel = torch::cat(parts, 0);
     for (const auto& [name, got] : {std::pair{"one pass", pass->logits}, std::pair{"32-token chunks", kernel}}) {
-      const auto [rel, top1] = Agreement(got, want, "prompt " + std::to_string(i) + " (" + std::to_string(n) +
-                                                        " tokens), q4 " + name);
-      const bool vnni_kernels = vnni_gemv::Available() && (name == std::string("32-token chunks") || n <= step);
+      const auto [rel, top1] = Agreement(got, want, Label(i, n, std::string("q4 ") + name));
+      const bool vnni_kernels =
+          vnni_gemv::Usable(GetParam()) && (name == std::string("32-token chunks") || n <= step);
       EXPECT_LE(rel, vnni_kernels ? 2e-3 : 5e-2) << name;
       EXPECT_GE(top1, 0.9) << name;
     }
@@ -186,26 +204,27 @@ TEST_F(SmolLM2ParityTest, Q4WeightsStayWithinBfloat16RoundingOfTransformers) {
 // and takes activations in two int8 digits, whose rounding is ~1/64000 of a row's largest value. The weights'
 // rounding moves the logits by up to 0.049-0.076 of the largest (one digit of activations gave 0.23-0.28 and
 // top-1 agreement down to 89%). Held to 0.1 and 95% top-1 agreement.
-TEST_F(SmolLM2ParityTest, Int8WeightsStayWithinTheirRoundingOfTransformers) {
-  ModelOptions opts;
-  opts.weights = WeightFormat::kInt8;
-  auto int8 = LlamaModel::Load(kvc::testing::EnvOr("KVC_SMOLLM2_GGUF", ""), opts);
-  ASSERT_TRUE(int8.ok()) << int8.status();
-  EXPECT_LT((*int8)->weight_bytes() * 2, model_->weight_bytes());
-  EXPECT_EQ((*int8)->fingerprint(), model_->fingerprint());
+TEST_P(QuantizedParityTest, Int8WeightsStayWithinTheirRoundingOfTransformers) {
+  std::unique_ptr<LlamaModel> int8 = Load(WeightFormat::kInt8);
+  ASSERT_NE(int8, nullptr);
   for (int i = 0; i < 3; ++i) {
     SCOPED_TRACE("prompt " + std::to_string(i));
     const auto [ids, rows, want] = Prompt(i);
     const int64_t n = ids.size(0);
-    KvCache cache = (*int8)->NewCache();
-    auto pass = (*int8)->Forward(ids, torch::arange(n, torch::kInt64), cache, {rows, 0});
+    KvCache cache = int8->NewCache();
+    auto pass = int8->Forward(ids, torch::arange(n, torch::kInt64), cache, {rows, 0});
     ASSERT_TRUE(pass.ok()) << pass.status();
-    const auto [rel, top1] =
-        Agreement(pass->logits, want, "prompt " + std::to_string(i) + " (" + std::to_string(n) + " tokens), int8");
+    const auto [rel, top1] = Agreement(pass->logits, want, Label(i, n, "int8"));
     EXPECT_LE(rel, 0.1);
     EXPECT_GE(top1, 0.95);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Kernels, QuantizedParityTest,
+                         ::testing::Values(vnni_gemv::Kernels::kAuto, vnni_gemv::Kernels::kLibTorch),
+                         [](const ::testing::TestParamInfo<vnni_gemv::Kernels>& info) {
+                           return std::string(vnni_gemv::KernelsName(info.param));
+                         });
 
 }  // namespace
 }  // namespace kvc

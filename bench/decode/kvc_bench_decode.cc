@@ -8,16 +8,19 @@
 //
 //   kvc-bench-decode --data ../shared/eval/dev.jsonl --contexts 1024,4096,8000 --weights float,q4
 //   kvc-bench-decode --data ../shared/eval/dev.jsonl --contexts 8000 --weights q4 --methods finch,recall
+//   kvc-bench-decode --data ../shared/eval/dev.jsonl --contexts 1024,8000 --weights q4 --kernels auto,libtorch
 #include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "compressor/generate/generator.h"
@@ -55,14 +58,17 @@ absl::StatusOr<std::vector<int64_t>> ContextTokens(const std::string& data, cons
 
 int main(int argc, char** argv) {
   CLI::App app{"Per-token decode latency: full cache vs compressed cache, per weight format"};
-  std::string data, model_path, contexts_arg = "4096,8000", weights_arg = "float,q4", methods_arg = "finch", out_path,
-      json_path;
+  std::string data, model_path, contexts_arg = "4096,8000", weights_arg = "float,q4", kernels_arg = "auto",
+      methods_arg = "finch", out_path, json_path;
   double ratio = 8;
   int new_tokens = 32, repeats = 3, threads = 2;
   app.add_option("--data", data, "dev.jsonl-format file whose contexts supply the text")->required();
   app.add_option("--model", model_path, "model (default: the packaged SmolLM2)");
   app.add_option("--contexts", contexts_arg, "comma-separated context lengths in tokens");
   app.add_option("--weights", weights_arg, "comma-separated weight formats (float, q4, int8)");
+  app.add_option("--kernels", kernels_arg,
+                 "comma-separated few-row kernels of q4 and int8 (auto: vnni_gemv's where the CPU has VNNI; "
+                 "libtorch); their rows are labelled weights/kernels");
   app.add_option("--methods", methods_arg, "comma-separated compression methods for the compressed caches");
   app.add_option("--ratio", ratio, "compression ratio");
   app.add_option("--new-tokens", new_tokens, "tokens decoded per run")->check(CLI::PositiveNumber);
@@ -87,15 +93,33 @@ int main(int argc, char** argv) {
       "| weights | context tokens | cache | kept per head | slots | prefill tokens/s | median ms/token | min ms/token | "
       "compressed/full |\n|---|---:|---|---:|---:|---:|---:|---:|---:|\n");
   nlohmann::json rows = nlohmann::json::array();
+  // (weights, kernels) pairs; float weights have no quantized kernels, so they run once.
+  std::vector<std::pair<kvc::WeightFormat, kvc::vnni_gemv::Kernels>> variants;
   for (absl::string_view w : absl::StrSplit(weights_arg, ',', absl::SkipEmpty())) {
     auto format = kvc::ParseWeightFormat(w);
     if (!format.ok()) {
       std::cerr << "kvc-bench-decode: " << format.status() << "\n";
       return 1;
     }
+    for (absl::string_view k : absl::StrSplit(kernels_arg, ',', absl::SkipEmpty())) {
+      auto kernels = kvc::vnni_gemv::ParseKernels(k);
+      if (!kernels.ok()) {
+        std::cerr << "kvc-bench-decode: " << kernels.status() << "\n";
+        return 1;
+      }
+      if (*format == kvc::WeightFormat::kFloat && !variants.empty() && variants.back().first == *format) continue;
+      variants.emplace_back(*format, *kernels);
+    }
+  }
+  for (const auto& [format, kernels] : variants) {
+    // The weights' name, and the kernels' when they are not the default.
+    const std::string w = kernels == kvc::vnni_gemv::Kernels::kAuto || format == kvc::WeightFormat::kFloat
+                              ? kvc::WeightFormatName(format)
+                              : absl::StrCat(kvc::WeightFormatName(format), "/", kvc::vnni_gemv::KernelsName(kernels));
     kvc::ModelOptions mo;
     mo.num_threads = threads;
-    mo.weights = *format;
+    mo.weights = format;
+    mo.kernels = kernels;
     auto model = kvc::LlamaModel::Load(model_path, mo);
     if (!model.ok()) {
       std::cerr << "kvc-bench-decode: " << model.status() << "\n";
@@ -160,7 +184,7 @@ int main(int argc, char** argv) {
         table += absl::StrFormat("| %s | %d | %s | %.0f | %d | %s | %.2f | %.2f | %s |\n", w, n, labels[which], kept,
                                  c.length(), which == 0 ? absl::StrFormat("%.0f", prefill_tps) : "", m,
                                  fastest(per_token[which]), which == 0 ? "" : absl::StrFormat("%.2f", m / m_full));
-        nlohmann::json row = {{"weights", std::string(w)}, {"context", n},     {"cache", labels[which]},
+        nlohmann::json row = {{"weights", w}, {"context", n},     {"cache", labels[which]},
                               {"kept", kept},              {"slots", c.length()}, {"ms_per_token", m},
                               {"runs_ms_per_token", per_token[which]}};
         if (which == 0) row["prefill_tokens_per_s"] = prefill_tps;

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "compressor/model/cpu_vectors.h"
+#include "compressor/model/vnni_gemv.h"
 
 namespace kvc::int8_rows {
 namespace {
@@ -121,7 +122,7 @@ Rows Quantize(const torch::Tensor& x, Digits digits) {
   const int64_t n = xf.size(0), k = xf.size(1);
   const bool two = digits == Digits::kTwo;
   Rows rows{torch::empty({n, k}, torch::kInt8), two ? torch::empty({n, k}, torch::kInt8) : torch::Tensor(),
-            torch::empty({n}, torch::kFloat32)};
+            torch::empty({n}, torch::kFloat32), torch::Tensor()};
   const float* src = xf.data_ptr<float>();
   int8_t* codes = rows.codes.data_ptr<int8_t>();
   int8_t* low = two ? rows.low.data_ptr<int8_t>() : nullptr;
@@ -139,6 +140,7 @@ torch::Tensor Product(const Rows& a, const Rows& b, const torch::Tensor& bias) {
   TORCH_CHECK(!b.low.defined(), "int8_rows::Product: the second operand has one digit");
   const int64_t n = a.codes.size(0), m = b.codes.size(0);
   const bool two = a.low.defined();
+  const bool few = b.code_sums.defined() && n <= kFewRows;
   const torch::Tensor bf = bias.defined() ? bias.to(torch::kFloat32).contiguous() : torch::Tensor();
   torch::Tensor out = torch::empty({n, m}, torch::kFloat32);
   // The int32 sums go through a buffer of a few MB, a block of rows at a time, rather than one [2n, m]
@@ -155,10 +157,13 @@ torch::Tensor Product(const Rows& a, const Rows& b, const torch::Tensor& bias) {
   for (int64_t start = 0; start < n; start += block) {
     const int64_t len = std::min(block, n - start);
     torch::Tensor hi_sums = sums.narrow(0, 0, len);
-    at::_int_mm_out(hi_sums, a.codes.narrow(0, start, len), wt);
-    if (two) {
-      torch::Tensor lo_sums = sums.narrow(0, block, len);
-      at::_int_mm_out(lo_sums, a.low.narrow(0, start, len), wt);
+    torch::Tensor lo_sums = two ? sums.narrow(0, block, len) : torch::Tensor();
+    if (few) {
+      vnni_gemv::Int8RowSums(a.codes.narrow(0, start, len), two ? a.low.narrow(0, start, len) : torch::Tensor(),
+                             b.codes, b.code_sums, hi_sums, lo_sums);
+    } else {
+      at::_int_mm_out(hi_sums, a.codes.narrow(0, start, len), wt);
+      if (two) at::_int_mm_out(lo_sums, a.low.narrow(0, start, len), wt);
     }
     const int32_t* hi = sums.data_ptr<int32_t>();
     const int32_t* lo = two ? hi + block * m : nullptr;

@@ -25,7 +25,13 @@ struct Rows {
   torch::Tensor codes;   // [n, k] int8 in -127..127, contiguous
   torch::Tensor low;     // [n, k] int8 in -127..127 (the second digit), or undefined (one digit)
   torch::Tensor scales;  // [n] float32
+  // [n] int32, each row's sum of codes, or undefined. Weight rows that carry it (vnni_gemv::RowSums, on a CPU
+  // with AVX512-VNNI) take products of up to kFewRows activation rows on vnni_gemv::Int8RowSums, which reads
+  // them once for both digits, where oneDNN's GEMM read them once per digit and was slowest at one row.
+  torch::Tensor code_sums;
 };
+
+constexpr int64_t kFewRows = 32;
 
 enum class Digits { kOne, kTwo };
 
@@ -37,7 +43,7 @@ Rows Quantize(const torch::Tensor& x, Digits digits = Digits::kOne);
 float QuantizeValues(const float* x, int64_t k, int8_t* codes, int8_t* low);
 
 // a [n, k] (one or two digits) and b [m, k] (one digit) -> (a's rows) . (b's rows)^T [n, m] float32, plus
-// `bias` [m] (float32 or undefined). The integer sums are exact; the result is
+// `bias` [m] (float32 or undefined). The integer sums are exact, whichever kernel takes them; the result is
 // (sums of codes + sums of low * (1 / kLowBase)) * (a.scales[i] * b.scales[j]) in float32.
 torch::Tensor Product(const Rows& a, const Rows& b, const torch::Tensor& bias);
 

@@ -1,5 +1,6 @@
 #include "compressor/model/int8_rows.h"
 
+#include "compressor/model/vnni_gemv.h"
 #include "gtest/gtest.h"
 
 namespace kvc {
@@ -68,30 +69,37 @@ TEST(Int8RowsTest, QuantizeRoundsTiesToEven) {
   EXPECT_EQ(got.scales[0].item<float>(), 1.0f);
 }
 
+// Weight rows with their code sums (on a CPU with VNNI) take products of a few rows on vnni_gemv's kernel,
+// the others oneDNN's GEMM: the same exact sums either way.
 TEST(Int8RowsTest, ProductScalesTheExactIntegerSums) {
   torch::manual_seed(5);
   auto sums = [](const torch::Tensor& a, const torch::Tensor& b) {
     return torch::mm(a.to(torch::kInt64), b.to(torch::kInt64).t()).to(torch::kFloat32);
   };
   // The last shape takes several blocks of rows (int8_rows.cc's buffer holds ~580 rows of 900 sums, twice).
-  for (auto [n, m, k] :
-       {std::tuple<int64_t, int64_t, int64_t>{1, 37, 64}, {7, 16, 100}, {300, 129, 576}, {3000, 900, 24}}) {
-    SCOPED_TRACE(std::to_string(n) + "x" + std::to_string(m) + "x" + std::to_string(k));
+  for (auto [n, m, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 37, 64}, {2, 3, 5}, {7, 16, 100},
+                         {int8_rows::kFewRows, 577, 576}, {300, 129, 576}, {3000, 900, 24}}) {
     torch::Tensor x = torch::randn({n, k});
     int8_rows::Rows a = int8_rows::Quantize(x);
     int8_rows::Rows b = int8_rows::Quantize(torch::randn({m, k}) * 0.1);
     torch::Tensor bias = torch::randn({m});
     torch::Tensor scale = b.scales.unsqueeze(0) * a.scales.unsqueeze(1);
     torch::Tensor want = sums(a.codes, b.codes) * scale;
-    torch::Tensor got = int8_rows::Product(a, b, {});
-    EXPECT_EQ(got.scalar_type(), torch::kFloat32);
-    EXPECT_TRUE(torch::equal(got, want));
-    EXPECT_TRUE(torch::equal(int8_rows::Product(a, b, bias), want + bias));
-    // Two digits: the second digit's sums join at 1 / kLowBase, in one GEMM over both.
     int8_rows::Rows a2 = int8_rows::Quantize(x, int8_rows::Digits::kTwo);
     torch::Tensor want2 = (sums(a2.codes, b.codes) + sums(a2.low, b.codes) * (1.0f / int8_rows::kLowBase)) * scale;
-    EXPECT_TRUE(torch::equal(int8_rows::Product(a2, b, {}), want2));
-    EXPECT_TRUE(torch::equal(int8_rows::Product(a2, b, bias), want2 + bias));
+    for (bool code_sums : {false, true}) {
+      if (code_sums && !vnni_gemv::Available()) continue;
+      if (code_sums) b.code_sums = vnni_gemv::RowSums(b.codes);
+      SCOPED_TRACE(std::to_string(n) + "x" + std::to_string(m) + "x" + std::to_string(k) +
+                   (code_sums ? " with code sums" : ""));
+      torch::Tensor got = int8_rows::Product(a, b, {});
+      EXPECT_EQ(got.scalar_type(), torch::kFloat32);
+      EXPECT_TRUE(torch::equal(got, want));
+      EXPECT_TRUE(torch::equal(int8_rows::Product(a, b, bias), want + bias));
+      // Two digits: the second digit's sums join at 1 / kLowBase.
+      EXPECT_TRUE(torch::equal(int8_rows::Product(a2, b, {}), want2));
+      EXPECT_TRUE(torch::equal(int8_rows::Product(a2, b, bias), want2 + bias));
+    }
   }
 }
 

@@ -31,7 +31,7 @@ const char* WeightFormatName(WeightFormat format) {
 
 absl::StatusOr<LinearWeight> LinearWeight::Create(const std::string& name, const torch::Tensor& w,
                                                   const torch::Tensor& bias, WeightFormat format,
-                                                  torch::ScalarType dtype) {
+                                                  torch::ScalarType dtype, vnni_gemv::Kernels kernels) {
   if (w.dim() != 2) return absl::InvalidArgumentError(absl::StrCat(name, ": a linear weight is 2-D"));
   c10::InferenceMode guard;
   LinearWeight out;
@@ -49,6 +49,7 @@ absl::StatusOr<LinearWeight> LinearWeight::Create(const std::string& name, const
   }
   if (format == WeightFormat::kInt8) {
     out.int8_ = int8_rows::Quantize(w);
+    if (vnni_gemv::Usable(kernels)) out.int8_.code_sums = vnni_gemv::RowSums(out.int8_.codes);
     return out;
   }
   if (cols % kGroup != 0) {
@@ -66,8 +67,9 @@ absl::StatusOr<LinearWeight> LinearWeight::Create(const std::string& name, const
   out.scale_ = scale.contiguous();
   out.min_ = lo.contiguous();
   if (rows % kKernelRowBlock == 0) {
-    out.vnni_ = vnni_gemv::PackQ4(out.codes_.reshape({rows, cols}), scale.squeeze(-1), lo.squeeze(-1));
-    if (!out.vnni_.defined()) {  // LibTorch's kernel, where the CPU lacks VNNI
+    if (vnni_gemv::Usable(kernels)) {
+      out.vnni_ = vnni_gemv::PackQ4(out.codes_.reshape({rows, cols}), scale.squeeze(-1), lo.squeeze(-1));
+    } else {
       out.packed_ = at::_convert_weight_to_int4pack_for_cpu(out.codes_.reshape({rows, cols}).to(torch::kInt32),
                                                             /*innerKTiles=*/1);
       // The kernel computes (code - 8) * scale + zero.
@@ -124,7 +126,7 @@ int64_t LinearWeight::bytes() const {
   int64_t n = 0;
   for (const torch::Tensor* t :
        {&dense_, &bias_, &codes_, &scale_, &min_, &packed_, &scale_zero_, &vnni_.blocks,
-        &int8_.codes, &int8_.scales}) {
+        &int8_.codes, &int8_.scales, &int8_.code_sums}) {
     if (t->defined()) n += t->numel() * t->element_size();
   }
   return n;

@@ -15,8 +15,10 @@
 //          activations per row to two int8 digits and runs the int8 GEMM (int8_rows.h: oneDNN through
 //          at::_int_mm, four multiply-adds per instruction on AVX512-VNNI where float32 does one): SmolLM2's
 //          prefill runs 1.25-1.5x and Finch 1.2x faster than under float on 2 cores, and a decode step reads a
-//          quarter of float32's weight bytes. The weights' rounding (at most half a step of a row's largest
-//          value / 127) is what moves the logits; the parity test states the bound. CPU only.
+//          quarter of float32's weight bytes. Products of a few rows take vnni_gemv::Int8RowSums on the same
+//          rows where the CPU has VNNI (each row read once for both digits), for the same sums. The weights'
+//          rounding (at most half a step of a row's largest value / 127) is what moves the logits; the parity
+//          test states the bound. CPU only.
 //
 // Ownership: owns its tensors. Thread safety: immutable after Create; Apply may run concurrently.
 #ifndef KVC_COMPRESSOR_MODEL_LINEAR_WEIGHT_H_
@@ -51,10 +53,11 @@ class LinearWeight {
 
   // `w` [out, in] (any float dtype, any device), `bias` [out] or undefined. `dtype` is the model's compute
   // dtype. q4 and int8 need a CPU device, q4 also `in` divisible by kGroup (INVALID_ARGUMENT naming `name`
-  // otherwise).
+  // otherwise). `kernels` picks q4's and int8's few-row kernels: vnni_gemv's where usable, else LibTorch's.
   static absl::StatusOr<LinearWeight> Create(const std::string& name, const torch::Tensor& w,
                                              const torch::Tensor& bias, WeightFormat format,
-                                             torch::ScalarType dtype);
+                                             torch::ScalarType dtype,
+                                             vnni_gemv::Kernels kernels = vnni_gemv::Kernels::kAuto);
 
   // x [n, in] in the model dtype -> [n, out] in the model dtype.
   torch::Tensor Apply(const torch::Tensor& x) const;
@@ -93,7 +96,7 @@ class LinearWeight {
   vnni_gemv::Packed vnni_;
   torch::Tensor packed_;
   torch::Tensor scale_zero_;
-  int8_rows::Rows int8_;       // int8: [out, in] codes, [out] scales
+  int8_rows::Rows int8_;       // int8: [out, in] codes, [out] scales (and code sums on VNNI CPUs)
 };
 
 }  // namespace kvc

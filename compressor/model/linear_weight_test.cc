@@ -61,11 +61,20 @@ TEST(LinearWeightTest, Q4ManyRowsIsTheDenseGemmOfTheExpandedWeight) {
   EXPECT_TRUE(torch::equal(lw->Apply(x), torch::addmm(bias, x, lw->Dense().t())));
 }
 
-// Few rows run the int4 kernel on bfloat16 activations: within bfloat16 rounding of the float product.
-TEST(LinearWeightTest, Q4FewRowsMatchTheFloatProductWithinBfloat16Rounding) {
+// The few-row kernels, vnni_gemv's where the CPU has VNNI and LibTorch's int4 kernel always when asked: each
+// within bfloat16 rounding of the float product (LibTorch's reads bfloat16 activations).
+class Q4KernelTest : public ::testing::TestWithParam<vnni_gemv::Kernels> {
+ protected:
+  // The dtype the few-row kernel reads: vnni_gemv's takes the model dtype.
+  torch::ScalarType KernelInput() const {
+    return vnni_gemv::Usable(GetParam()) ? torch::kFloat32 : torch::kBFloat16;
+  }
+};
+
+TEST_P(Q4KernelTest, FewRowsMatchTheFloatProductWithinBfloat16Rounding) {
   Groups g = MakeGroups(64, 128);
   torch::Tensor bias = torch::randn({64});
-  auto lw = LinearWeight::Create("w", g.w, bias, WeightFormat::kQ4, torch::kFloat32);
+  auto lw = LinearWeight::Create("w", g.w, bias, WeightFormat::kQ4, torch::kFloat32, GetParam());
   ASSERT_TRUE(lw.ok()) << lw.status();
   for (int64_t rows : {int64_t{1}, int64_t{7}, LinearWeight::kKernelMaxRows}) {
     torch::Tensor x = torch::randn({rows, 128});
@@ -78,14 +87,13 @@ TEST(LinearWeightTest, Q4FewRowsMatchTheFloatProductWithinBfloat16Rounding) {
   }
 }
 
-// Product leaves the kernel's bfloat16 for the caller to fuse into its next step; the values are Apply's.
-TEST(LinearWeightTest, ProductIsApplyInTheKernelsDtype) {
+// Product leaves the kernel's dtype for the caller to fuse into its next step; the values are Apply's.
+TEST_P(Q4KernelTest, ProductIsApplyInTheKernelsDtype) {
   Groups g = MakeGroups(64, 128);
-  auto q4 = LinearWeight::Create("w", g.w, {}, WeightFormat::kQ4, torch::kFloat32);
+  auto q4 = LinearWeight::Create("w", g.w, {}, WeightFormat::kQ4, torch::kFloat32, GetParam());
   auto dense = LinearWeight::Create("w", g.w, {}, WeightFormat::kFloat, torch::kFloat32);
   ASSERT_TRUE(q4.ok() && dense.ok());
-  // LibTorch's int4 kernel reads bfloat16; vnni_gemv's reads the model dtype.
-  EXPECT_EQ(q4->InputType(1), vnni_gemv::Available() ? torch::kFloat32 : torch::kBFloat16);
+  EXPECT_EQ(q4->InputType(1), KernelInput());
   EXPECT_EQ(q4->InputType(LinearWeight::kKernelMaxRows + 1), torch::kFloat32);
   EXPECT_EQ(dense->InputType(1), torch::kFloat32);
   for (int64_t rows : {int64_t{1}, LinearWeight::kKernelMaxRows + 1}) {
@@ -96,6 +104,12 @@ TEST(LinearWeightTest, ProductIsApplyInTheKernelsDtype) {
     EXPECT_TRUE(torch::equal(dense->Product(x), dense->Apply(x))) << rows;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Kernels, Q4KernelTest,
+                         ::testing::Values(vnni_gemv::Kernels::kAuto, vnni_gemv::Kernels::kLibTorch),
+                         [](const ::testing::TestParamInfo<vnni_gemv::Kernels>& info) {
+                           return std::string(vnni_gemv::KernelsName(info.param));
+                         });
 
 // The kernel packs output rows in blocks of 16; other counts fall back to the expanded product.
 TEST(LinearWeightTest, Q4OddOutputCountFallsBackToTheExpandedProduct) {
@@ -120,7 +134,8 @@ TEST(LinearWeightTest, Int8ProductsAreTheInt8RowProducts) {
   torch::Tensor bias = torch::randn({48});
   auto lw = LinearWeight::Create("w", g.w, bias, WeightFormat::kInt8, torch::kFloat32);
   ASSERT_TRUE(lw.ok()) << lw.status();
-  EXPECT_EQ(lw->bytes(), 48 * 64 + 48 * 4 + 48 * 4);
+  // Codes, scales, bias, and on a CPU with VNNI the rows' code sums for vnni_gemv's kernel.
+  EXPECT_EQ(lw->bytes(), 48 * 64 + 48 * 4 + 48 * 4 + (vnni_gemv::Available() ? 48 * 4 : 0));
   int8_rows::Rows w8 = int8_rows::Quantize(g.w);
   EXPECT_TRUE(torch::equal(lw->Dense(), w8.codes.to(torch::kFloat32) * w8.scales.unsqueeze(1)));
   for (int64_t rows : {int64_t{1}, int64_t{5}, LinearWeight::kKernelMaxRows + 1, int64_t{300}}) {

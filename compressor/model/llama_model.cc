@@ -172,14 +172,15 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromWeights(const ModelC
     if (!tied) {
       KVC_ASSIGN_OR_RETURN(head, LoadChecked(w, "lm_head.weight", {vocab, hidden}, table_dt, dev));
     }
-    KVC_ASSIGN_OR_RETURN(model->lm_head_, OutputHead::Create(head, {.int8 = quantized, .rows = tied}));
+    KVC_ASSIGN_OR_RETURN(model->lm_head_,
+                         OutputHead::Create(head, {.int8 = quantized, .rows = tied, .kernels = options.kernels}));
     // A tied embedding reads its rows from the lm_head (embed_ left undefined).
     if (!tied) model->embed_ = embed;
     // Fused projections are loaded in float32, joined, then put in the chosen format.
     auto linear = [&](const std::string& name, std::vector<torch::Tensor> parts,
                       torch::Tensor bias = {}) -> absl::StatusOr<LinearWeight> {
       torch::Tensor joined = parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
-      return LinearWeight::Create(name, joined, bias, options.weights, dt);
+      return LinearWeight::Create(name, joined, bias, options.weights, dt, options.kernels);
     };
     const torch::ScalarType ldt = torch::kFloat32;
     for (int64_t i = 0; i < config.num_layers; ++i) {

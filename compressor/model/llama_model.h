@@ -36,6 +36,9 @@ struct ModelOptions {
   // products of a few rows (decode) run on bfloat16 activations, under int8 every product on int8 rows. The
   // residual stream, norms, attention and the KV cache stay in the model dtype.
   WeightFormat weights = WeightFormat::kFloat;
+  // Under q4 and int8, the kernels of products of a few rows: vnni_gemv's where the CPU has AVX512-VNNI, or
+  // LibTorch's everywhere (to compare the two, and to test the path other CPUs take).
+  vnni_gemv::Kernels kernels = vnni_gemv::Kernels::kAuto;
 };
 
 // When neither logits nor the residual after the last layer are asked for, the last layer stops once its

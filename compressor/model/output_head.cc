@@ -30,7 +30,7 @@ absl::StatusOr<OutputHead> OutputHead::Create(const torch::Tensor& table, Option
     return absl::InvalidArgumentError(absl::StrCat("embedding: int8 rows need a hidden size divisible by ",
                                                    kRowGroup, ", this one has ", hidden));
   }
-  const bool vnni = vnni_gemv::Available() && vocab % vnni_gemv::kTileRows == 0 && hidden % kRowGroup == 0;
+  const bool vnni = vnni_gemv::Usable(options.kernels) && vocab % vnni_gemv::kTileRows == 0 && hidden % kRowGroup == 0;
   if (options.rows || vnni) {
     // The scales rounded through half precision, as Q8_0 stores them.
     std::tie(head.row_codes_, head.row_scales_) =

@@ -40,6 +40,7 @@ class OutputHead {
   struct Options {
     bool int8 = false;  // keep the table as int8 (CPU only; ignored elsewhere)
     bool rows = false;  // under int8, also the grouped copy that Rows reads (a tied embedding)
+    vnni_gemv::Kernels kernels = vnni_gemv::Kernels::kAuto;  // under int8, the few-row kernel
   };
 
   // `table` [vocab, hidden] (any float dtype, any device). INVALID_ARGUMENT when Options::rows needs a hidden

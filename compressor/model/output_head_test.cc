@@ -27,24 +27,28 @@ TEST(OutputHeadTest, KeptAsGivenWithoutInt8) {
   EXPECT_EQ(head->bytes(), 80 * 64 * 4);
 }
 
-// Logits from the int8 rows stay within the rounding of a bfloat16 product, on the kernel path (few rows)
-// and the expanded one (many), and the two agree.
+// Logits from the int8 rows stay within the rounding of a bfloat16 product, on the kernel path (few rows:
+// vnni_gemv's where the CPU has VNNI, LibTorch's when asked) and the expanded one (many), and the two agree.
 TEST(OutputHeadTest, Int8LogitsStayNearTheFloatProduct) {
   torch::Tensor table = torch::randn({96, 64}) * 0.05;
-  auto head = OutputHead::Create(table, {.int8 = true});
-  ASSERT_TRUE(head.ok()) << head.status();
-  EXPECT_FALSE(head->table().defined());
-  // Per-row codes and bfloat16 scales; under VNNI the grouped codes with float32 scales, and their packing
-  // with float16 ones.
-  EXPECT_EQ(head->bytes(), vnni_gemv::Available() ? 2 * 96 * 64 + 96 * 2 * 4 + 96 * 2 * 2 : 96 * 64 + 96 * 2);
-  torch::Tensor x = torch::randn({OutputHead::kInt8MaxRows + 8, 64});
-  torch::Tensor want = torch::mm(x, table.t());
-  torch::Tensor many = head->Logits(x);
-  torch::Tensor few = head->Logits(x.narrow(0, 0, 4));
-  const double scale = want.abs().max().item<double>();
-  EXPECT_LT((many - want).abs().max().item<double>() / scale, 2e-2);
-  EXPECT_LT((few - want.narrow(0, 0, 4)).abs().max().item<double>() / scale, 2e-2);
-  EXPECT_LT((few - many.narrow(0, 0, 4)).abs().max().item<double>() / scale, 1e-2);
+  for (vnni_gemv::Kernels kernels : {vnni_gemv::Kernels::kAuto, vnni_gemv::Kernels::kLibTorch}) {
+    const bool vnni = vnni_gemv::Usable(kernels);
+    SCOPED_TRACE(vnni ? "vnni_gemv" : "LibTorch");
+    auto head = OutputHead::Create(table, {.int8 = true, .kernels = kernels});
+    ASSERT_TRUE(head.ok()) << head.status();
+    EXPECT_FALSE(head->table().defined());
+    // Per-row codes and bfloat16 scales; under VNNI the grouped codes with float32 scales, and their packing
+    // with float16 ones.
+    EXPECT_EQ(head->bytes(), vnni ? 2 * 96 * 64 + 96 * 2 * 4 + 96 * 2 * 2 : 96 * 64 + 96 * 2);
+    torch::Tensor x = torch::randn({OutputHead::kInt8MaxRows + 8, 64});
+    torch::Tensor want = torch::mm(x, table.t());
+    torch::Tensor many = head->Logits(x);
+    torch::Tensor few = head->Logits(x.narrow(0, 0, 4));
+    const double scale = want.abs().max().item<double>();
+    EXPECT_LT((many - want).abs().max().item<double>() / scale, 2e-2);
+    EXPECT_LT((few - want.narrow(0, 0, 4)).abs().max().item<double>() / scale, 2e-2);
+    EXPECT_LT((few - many.narrow(0, 0, 4)).abs().max().item<double>() / scale, 1e-2);
+  }
 }
 
 // The embedding's copy gives a Q8_0 table back exactly.

@@ -1,6 +1,7 @@
 // One activation row times quantized weights on AVX512-VNNI: the products of a decode step under
 // weights=q4 (4-bit groups, w = scale * code + min, GGUF's Q4_1) and the int8 lm_head (8-bit groups,
-// w = scale * code, GGUF's Q8_0), both with groups of 32 inputs.
+// w = scale * code, GGUF's Q8_0), both with groups of 32 inputs; and the integer sums of weights=int8's rows
+// (Int8RowSums).
 //
 // Why its own kernel: a step's weights come from memory, and LibTorch's kernels for them
 // (at::_weight_int4pack_mm_for_cpu, at::_weight_int8pack_mm) convert each code to float and multiply in
@@ -20,6 +21,9 @@
 #include <cstdint>
 
 #include <torch/types.h>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace kvc::vnni_gemv {
 
@@ -49,6 +53,15 @@ int64_t BlockBytes(Codes codes);
 // Packed, and callers keep LibTorch's kernels.
 bool Available();
 
+// Which kernels a quantized weight's few-row products take: kAuto, these where Available(); kLibTorch,
+// LibTorch's on any CPU, so that the two can be compared, and tested, on a CPU that has VNNI.
+enum class Kernels { kAuto, kLibTorch };
+// True when `kernels` lets products take these kernels on this CPU.
+bool Usable(Kernels kernels);
+// "auto" or "libtorch"; INVALID_ARGUMENT otherwise, naming them.
+absl::StatusOr<Kernels> ParseKernels(absl::string_view name);
+const char* KernelsName(Kernels kernels);
+
 // codes [out, in] integers in 0..15, scales and mins [out, in / 32] float (rounded to float16); out % 16 == 0
 // and in % 32 == 0.
 Packed PackQ4(const torch::Tensor& codes, const torch::Tensor& scales, const torch::Tensor& mins);
@@ -69,6 +82,18 @@ struct Activations {
   };
 };
 Activations QuantizeActivations(const torch::Tensor& x);
+
+// The integer sums of int8_rows::Product (int8 weight rows with one scale each) for a few activation rows,
+// reading the weight rows as int8_rows keeps them, so no second copy is made:
+//   hi[i, j] = sum_k a_codes[i, k] * b[j, k], and lo[i, j] the same with a_low (when defined).
+// a_codes, a_low [n, k] int8 (rows may be strided); b [m, k] int8 contiguous, b_sums = RowSums(b); hi, lo
+// [n, m] int32 (rows may be strided). vpdpbusd wants an unsigned operand: the activations are read plus 128 and
+// 128 * b_sums[j] is taken off. Unlike oneDNN's GEMM (at::_int_mm) it reads each weight row once for both
+// digits. Needs Available().
+void Int8RowSums(const torch::Tensor& a_codes, const torch::Tensor& a_low, const torch::Tensor& b,
+                 const torch::Tensor& b_sums, const torch::Tensor& hi, const torch::Tensor& lo);
+// codes [m, k] int8 -> [m] int32, each row's sum.
+torch::Tensor RowSums(const torch::Tensor& codes);
 
 // x [n, in] (float32 or bfloat16) times the packed weight -> [n, out] float32. Needs Available(). Made for
 // one row: each further row rereads the weight from cache.

@@ -137,5 +137,18 @@ TEST(VnniGemvTest, PackNeedsTheCpu) {
   EXPECT_EQ(PackInt8(w.codes - 8, w.scales).defined(), Available());
 }
 
+// kLibTorch turns the kernels off on any CPU; kAuto takes them where the CPU has them.
+TEST(VnniGemvTest, KernelsChoice) {
+  EXPECT_EQ(Usable(Kernels::kAuto), Available());
+  EXPECT_FALSE(Usable(Kernels::kLibTorch));
+  EXPECT_EQ(*ParseKernels("auto"), Kernels::kAuto);
+  EXPECT_EQ(*ParseKernels("libtorch"), Kernels::kLibTorch);
+  EXPECT_STREQ(KernelsName(Kernels::kLibTorch), "libtorch");
+  EXPECT_STREQ(KernelsName(Kernels::kAuto), "auto");
+  absl::StatusOr<Kernels> bad = ParseKernels("mkl");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("auto, libtorch"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace kvc::vnni_gemv
