@@ -332,7 +332,7 @@ void Int8RowSums(const torch::Tensor& a_codes, const torch::Tensor& a_low, const
   for (int64_t i = 0; i < n; ++i) {
     for (const auto& [a, o] : {std::pair{&a_codes, &hi}, std::pair{&a_low, &lo}}) {
       if (!a->defined()) continue;
-      TORCH_CHECK(a->scalar_type() == torch::kInt8 && a->size(1) == k && a->stride(1) == 1 &&
+      TORCH_CHECK(a->scalar_type() == torch::kInt8 && a->size(0) == n && a->size(1) == k && a->stride(1) == 1 &&
                       o->scalar_type() == torch::kInt32 && o->size(0) == n && o->size(1) == m && o->stride(1) == 1,
                   "vnni_gemv::Int8RowSums: activations or sums of the wrong type or shape");
       acts.push_back(a->data_ptr<int8_t>() + i * a->stride(0));

@@ -14,7 +14,8 @@
 // The integer sums are exact; the activations' rounding (at most half a step of a group's largest value /
 // 127) is of the size of the bfloat16 rounding LibTorch's kernels apply to them.
 //
-// Thread safety: pure functions; tiles of 16 output rows are split across LibTorch's intra-op threads.
+// Thread safety: pure functions; tiles of 16 output rows (Product) and blocks of weight rows (Int8RowSums) are
+// split across LibTorch's intra-op threads.
 #ifndef KVC_COMPRESSOR_MODEL_VNNI_GEMV_H_
 #define KVC_COMPRESSOR_MODEL_VNNI_GEMV_H_
 

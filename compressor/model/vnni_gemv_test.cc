@@ -137,6 +137,27 @@ TEST(VnniGemvTest, PackNeedsTheCpu) {
   EXPECT_EQ(PackInt8(w.codes - 8, w.scales).defined(), Available());
 }
 
+// Int8RowSums' sums are the rows' integer products, with one digit or two, at a length that leaves a tail of
+// a 64-byte load and a row count that leaves a tail of a block; mismatched operands are refused.
+TEST(VnniGemvTest, Int8RowSumsAreTheRowProducts) {
+  if (!Available()) GTEST_SKIP() << "this CPU has no AVX512-VNNI";
+  torch::manual_seed(9);
+  torch::Tensor codes = torch::randint(-128, 128, {3, 100}, torch::kInt8);
+  torch::Tensor low = torch::randint(-127, 128, {3, 100}, torch::kInt8);
+  torch::Tensor b = torch::randint(-127, 128, {37, 100}, torch::kInt8);
+  auto want = [&](const torch::Tensor& a) { return torch::mm(a.to(torch::kInt64), b.to(torch::kInt64).t()); };
+  torch::Tensor hi = torch::empty({3, 37}, torch::kInt32), lo = torch::empty({3, 37}, torch::kInt32);
+  Int8RowSums(codes, low, b, RowSums(b), hi, lo);
+  EXPECT_TRUE(torch::equal(hi.to(torch::kInt64), want(codes)));
+  EXPECT_TRUE(torch::equal(lo.to(torch::kInt64), want(low)));
+  torch::Tensor one = torch::empty({3, 37}, torch::kInt32);
+  Int8RowSums(low, {}, b, RowSums(b), one, {});
+  EXPECT_TRUE(torch::equal(one.to(torch::kInt64), want(low)));
+  EXPECT_THROW(Int8RowSums(codes, low.narrow(0, 0, 2), b, RowSums(b), hi, lo), c10::Error);
+  EXPECT_THROW(Int8RowSums(codes, low, b.narrow(1, 0, 64).contiguous(), RowSums(b), hi, lo), c10::Error);
+  EXPECT_THROW(Int8RowSums(codes, low, b, RowSums(b), hi, lo.narrow(1, 0, 30)), c10::Error);
+}
+
 // kLibTorch turns the kernels off on any CPU; kAuto takes them where the CPU has them.
 TEST(VnniGemvTest, KernelsChoice) {
   EXPECT_EQ(Usable(Kernels::kAuto), Available());
