@@ -194,8 +194,12 @@ if want speed; then
       exact=()
       [[ "$spec" == *:exact ]] && exact=(--exact)
       t0=$SECONDS
+      # Each kvc method once more under LibTorch's profiler: its op tables go into speed-$tokens.md; the
+      # Chrome traces stay on the host (/tmp), too large to come back.
+      mkdir -p "/tmp/kvc-profile-$tokens"
       if run "speed-$tokens.log" python3 bench/speed/run.py --data "$DATA" --tokens "$tokens" "${exact[@]}" --ratio 8 \
-           --repeats "$REPEATS" --device "$DEVICE" --dtype "$DTYPE" --out "$LOGS/speed-$tokens.md"; then
+           --repeats "$REPEATS" --device "$DEVICE" --dtype "$DTYPE" --profile "/tmp/kvc-profile-$tokens" \
+           --out "$LOGS/speed-$tokens.md"; then
         status "speed $tokens: ok in $((SECONDS - t0)) s: $(grep -E 'kvc Finch / kvpress' "$LOGS/speed-$tokens.md")"
       else
         status "speed $tokens: FAILED (logs/speed-$tokens.log)"

@@ -3,6 +3,9 @@
 // "chunks"}. bench/speed/run.py puts these next to kvpress and transformers. On CUDA each line also has the
 // caching allocator's bytes: "weights_bytes" held after loading, "peak_bytes" the most held during that
 // method's runs, so that peak_bytes - weights_bytes is what one compression needs on top of the model.
+// --profile DIR runs each method once more under LibTorch's profiler (after the timed runs, which it does not
+// touch) and writes DIR/METHOD.trace.json (a Chrome trace) and DIR/METHOD.md (time per op, Finch's phases,
+// kernels, host waits for the device); the JSON line then has "profile": its totals.
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -16,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_split.h"
+#include "bench/speed/op_profile.h"
 #include "compressor/methods/compression.h"
 #include "compressor/tokenizer/text_boundaries.h"
 #include "compressor/model/default_model.h"
@@ -28,6 +32,7 @@ int main(int argc, char** argv) {
   double ratio = 8;
   int repeats = 3, threads = 2;
   std::vector<std::string> option_args;
+  std::string profile_dir;
   app.add_option("--ids", ids_file, "one JSON line from kvc-eval --tokenize-only")->required();
   app.add_option("--model", model_path, "model (default: the packaged SmolLM2)");
   app.add_option("--methods", methods_arg, "comma-separated methods");
@@ -38,6 +43,7 @@ int main(int argc, char** argv) {
   app.add_option("--dtype", dtype_arg, "model dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16");
   app.add_option("--weights", weights_arg, "linear weights: float, q4 or int8 (the last two CPU only)");
   app.add_option("--option", option_args, "METHOD.NAME=VALUE");
+  app.add_option("--profile", profile_dir, "directory for one profiled run per method (trace and op table)");
   CLI11_PARSE(app, argc, argv);
   if (model_path.empty()) model_path = kvc::DefaultModelPath().value_or("");
   kvc::ModelOptions mo;
@@ -138,6 +144,27 @@ int main(int argc, char** argv) {
     if (on_cuda) {
       out["weights_bytes"] = weights_bytes;
       out["peak_bytes"] = allocated(true);
+    }
+    if (!profile_dir.empty()) {
+      kvc::OpProfileOptions po;
+      po.cuda = on_cuda;
+      po.trace_path = profile_dir + "/" + spec.method + ".trace.json";
+      auto profile = kvc::ProfileCall([&] { return (*method)->Compress(input).status(); }, po);
+      if (!profile.ok()) {
+        std::cerr << profile.status() << "\n";
+        return 1;
+      }
+      const std::string table_path = profile_dir + "/" + spec.method + ".md";
+      std::ofstream table(table_path);
+      table << "# " << spec.method << ", " << input.context.size() << " context tokens, " << (*model)->device().str()
+            << "\n\n" << kvc::OpProfileTable(*profile, 25);
+      if (!table.good()) {
+        std::cerr << "cannot write " << table_path << "\n";
+        return 1;
+      }
+      out["profile"] = {{"wall_ms", profile->wall_ms}, {"device_ms", profile->device_ms},
+                        {"kernels", profile->kernels}, {"host_waits", profile->host_waits},
+                        {"table", table_path}, {"trace", po.trace_path}};
     }
     std::cout << out.dump() << std::endl;
   }

@@ -48,6 +48,9 @@ def main():
     ap.add_argument("--kvc-weights", default=None,
                     help="comma-separated weight formats for kvc's rows, float first (default: float,int8 on CPU, "
                          "float on CUDA); kvpress and transformers run the model dtype's weights")
+    ap.add_argument("--profile", default=None,
+                    help="directory: kvc's float-weight methods run once more under LibTorch's profiler "
+                         "(kvc-bench-compress --profile); their op tables are appended to the report")
     a = ap.parse_args()
     on_gpu = a.device.startswith("cuda")
     a.kvc_weights = (a.kvc_weights or ("float" if on_gpu else "float,int8")).split(",")
@@ -80,7 +83,8 @@ def main():
         out = subprocess.run([build_binary("kvc-bench-compress", ROOT), "--ids", ids_path,
                               "--methods", "none,finch,focus" if w == "float" else "none,finch",
                               "--ratio", str(a.ratio), "--threads", str(a.threads), "--repeats", str(a.repeats),
-                              "--device", a.device, "--dtype", a.dtype, "--weights", w],
+                              "--device", a.device, "--dtype", a.dtype, "--weights", w]
+                             + (["--profile", a.profile] if a.profile and w == "float" else []),
                              check=True, capture_output=True, text=True).stdout
         by_weights[w] = {d["method"]: d for d in map(json.loads, out.splitlines())}
         print(f"[speed] kvc {w} weights: {by_weights[w]}", file=sys.stderr)
@@ -144,6 +148,8 @@ def main():
     dev_args = f" --device {a.device} --dtype {a.dtype}" if on_gpu or a.dtype != "float32" else ""
     if a.kvc_weights != (["float"] if on_gpu else ["float", "int8"]):
         dev_args += f" --kvc-weights {','.join(a.kvc_weights)}"
+    if a.profile:
+        dev_args += f" --profile {a.profile}"
     text = f"""# Compression speed on {title}: kvc Finch vs kvpress FinchPress
 
 - Command: `bench/speed/run.py --tokens {a.tokens}{' --exact' if a.exact else ''} --ratio {a.ratio:g} --threads {a.threads} --repeats {a.repeats}{dev_args}`
@@ -160,6 +166,12 @@ def main():
 - kvc focus / kvc Finch on the same tokens: **{ours['focus']['median_s'] / f_ours:.2f}x** (target <= 1.15x)
 - kvc plain prefill / transformers plain prefill: {p_ours / med['transformers prefill']:.2f}x
 {other}"""
+    if a.profile:
+        # One more run of each kvc method under LibTorch's profiler; its Chrome traces stay in the directory.
+        for m in ("finch", "none", "focus"):
+            prof = ours[m]["profile"]
+            table = pathlib.Path(prof["table"]).read_text().split("\n", 2)[2]
+            text += f"\n## Profile: kvc {m} (one run under the profiler, {prof['wall_ms'] / 1000:.3g} s)\n\n{table}"
     pathlib.Path(a.out).write_text(text)
     print(text)
 

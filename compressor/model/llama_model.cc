@@ -42,6 +42,15 @@ absl::StatusOr<torch::Tensor> LoadChecked(const WeightSource& w, const std::stri
   return t.to(device, dtype, /*non_blocking=*/false, /*copy=*/true).contiguous();
 }
 
+// Host ids, positions and row indices onto the model's device. A CUDA copy from pageable host memory makes
+// the host wait until the GPU has run everything queued before it (LibTorch synchronizes the stream after a
+// blocking copy), which would stall every Forward of a chunked prefill; staged through pinned memory (LibTorch
+// caches those blocks and keeps each until its copy has run) the copy is queued like a kernel.
+torch::Tensor ToDevice(const torch::Tensor& t, const torch::Device& device) {
+  if (device.is_cuda() && t.is_cpu()) return t.pin_memory().to(device, /*non_blocking=*/true);
+  return t.to(device);
+}
+
 absl::StatusOr<torch::Device> ParseDevice(const std::string& spec) {
   try {
     torch::Device d(spec);
@@ -315,15 +324,15 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
   const int64_t n = tokens.size(0);
   const int64_t H = config_.num_heads, Hkv = config_.num_kv_heads, D = config_.head_dim;
   const int64_t F = config_.intermediate_size;
-  torch::Tensor tok = tokens.to(device_);
-  torch::Tensor pos = positions.to(device_, torch::kInt64);
+  torch::Tensor tok = ToDevice(tokens, device_);
+  torch::Tensor pos = ToDevice(positions.to(torch::kInt64), device_);
   auto [cos, sin] = rope_->CosSin(pos, dtype_);
   // Layers of a ragged cache differ in length; the masks of one length are built once.
   std::map<int64_t, ChunkMask> masks;
 
   ForwardOutput out;
   torch::Tensor rows;
-  if (!options.capture_rows.empty()) rows = torch::tensor(options.capture_rows, torch::kInt64).to(device_);
+  if (!options.capture_rows.empty()) rows = ToDevice(torch::tensor(options.capture_rows, torch::kInt64), device_);
   // [n, hidden]
   torch::Tensor x = embed_.defined() ? embed_.index_select(0, tok).to(dtype_) : lm_head_.Rows(tok, dtype_);
   for (int64_t l = 0; l < config_.num_layers; ++l) {
@@ -387,7 +396,7 @@ absl::StatusOr<ForwardOutput> LlamaModel::ForwardImpl(const torch::Tensor& token
     if (l + 1 == options.capture_hidden_after) out.hidden = x.clone();
   }
   if (!options.logits_for.empty()) {
-    torch::Tensor idx = torch::tensor(options.logits_for, torch::kInt64).to(device_);
+    torch::Tensor idx = ToDevice(torch::tensor(options.logits_for, torch::kInt64), device_);
     torch::Tensor sel = RmsNorm(x.index_select(0, idx), norm_);
     out.logits = lm_head_.Logits(sel);
   }
