@@ -1,5 +1,5 @@
 // One call under LibTorch's profiler (Kineto), summed per operation: where a compression's time goes on the
-// host (ATen ops, kvc's named phases, CUDA runtime calls) and on the device (kernels, copies). On CUDA the
+// host (ATen ops, the methods' named phases, CUDA runtime calls) and on the device (kernels, copies). On CUDA the
 // question it answers is whether a step is bound by the GPU's work or by the host: launches, and calls that
 // wait for the device (a synchronize, a copy to pageable memory, an .item()).
 //
@@ -18,9 +18,9 @@
 
 namespace kvc {
 
-// What an event is, from where it ran: "op" (an ATen operator on the host), "scope" (a RECORD_USER_SCOPE
-// span, e.g. Finch's phases), "runtime" (a CUDA runtime or driver call on the host), "kernel" and "copy"
-// (device work: kernels; memcpy and memset).
+// What an event is, from where it ran: "op" (an ATen operator on the host), "scope" (a user span: the
+// methods' phases, compressor/methods/phase_span.h), "runtime" (a CUDA runtime or driver call on the host),
+// "kernel" and "copy" (device work: kernels; memcpy and memset).
 struct OpProfileRow {
   std::string kind;
   std::string name;

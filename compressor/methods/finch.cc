@@ -10,9 +10,8 @@
 #include <cmath>
 #include <limits>
 
-#include <ATen/record_function.h>
-
 #include "compressor/methods/method_base.h"
+#include "compressor/methods/phase_span.h"
 #include "compressor/methods/scoring.h"
 #include "compressor/util/status_macros.h"
 
@@ -60,43 +59,34 @@ class Finch : public MethodBase {
       auto t0 = std::chrono::steady_clock::now();
       const int64_t len = std::min(chunk, C - start);
       const bool last = start + len == C;
-      // Each phase is a named span for a profiler (kvc-bench-compress --profile); free when none runs.
-      {
-        RECORD_USER_SCOPE("finch.chunk");
-        if (in.prefilled != nullptr) {
-          KVC_ASSIGN_OR_RETURN(cache, ContextCache(in, chunk, /*stats=*/nullptr));
-        } else {
-          const int64_t kept_before = cache.length();
-          KVC_RETURN_IF_ERROR(
-              model.Forward(context.narrow(0, start, len), torch::arange(next, next + len, on_device), cache).status());
-          cache.SetPositions(kept_before, torch::arange(start, start + len, on_device));
-        }
+      PhaseSpan phase("finch.chunk");
+      if (in.prefilled != nullptr) {
+        KVC_ASSIGN_OR_RETURN(cache, ContextCache(in, chunk, /*stats=*/nullptr));
+      } else {
+        const int64_t kept_before = cache.length();
+        KVC_RETURN_IF_ERROR(
+            model.Forward(context.narrow(0, start, len), torch::arange(next, next + len, on_device), cache).status());
+        cache.SetPositions(kept_before, torch::arange(start, start + len, on_device));
       }
       next += len;
       const int64_t scored = cache.length();  // kept + chunk
-      ForwardOutput out;
-      {
-        RECORD_USER_SCOPE("finch.query");
-        ForwardOptions fo;
-        fo.capture_queries = Q;
-        KVC_ASSIGN_OR_RETURN(out, model.Forward(query, torch::arange(next, next + Q, on_device), cache, fo));
-        cache.SetPositions(scored, torch::arange(C, C + Q, on_device));
-      }
+      phase.Next("finch.query");
+      ForwardOptions fo;
+      fo.capture_queries = Q;
+      KVC_ASSIGN_OR_RETURN(ForwardOutput out,
+                           model.Forward(query, torch::arange(next, next + Q, on_device), cache, fo));
+      cache.SetPositions(scored, torch::arange(C, C + Q, on_device));
       int64_t k = KeptSoFar(k_ctx, start + len, C);
       k = std::max(k, std::min(in.protected_prefix, scored));
       const bool query_stays = last && o_.keep_query;
+      phase.Next("finch.select");
       std::vector<torch::Tensor> kept;
-      {
-        RECORD_USER_SCOPE("finch.select");
-        for (int64_t l = 0; l < cache.num_layers(); ++l) {
-          kept.push_back(Select(out.queries[l], cache.Keys(l), scored, k, query_stays, in));
-        }
+      for (int64_t l = 0; l < cache.num_layers(); ++l) {
+        kept.push_back(Select(out.queries[l], cache.Keys(l), scored, k, query_stays, in));
       }
-      {
-        RECORD_USER_SCOPE("finch.gather");
-        if (!query_stays) cache.Truncate(scored);
-        for (int64_t l = 0; l < cache.num_layers(); ++l) GatherLayer(cache, l, kept[l], o_.rerotate, model.rope());
-      }
+      phase.Next("finch.gather");
+      if (!query_stays) cache.Truncate(scored);
+      for (int64_t l = 0; l < cache.num_layers(); ++l) GatherLayer(cache, l, kept[l], o_.rerotate, model.rope());
       next = o_.rerotate ? cache.length() : start + len;
       stats.chunk_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }

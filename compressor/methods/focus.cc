@@ -71,6 +71,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "compressor/methods/method_base.h"
+#include "compressor/methods/phase_span.h"
 #include "compressor/methods/scoring.h"
 #include "compressor/tokenizer/text_boundaries.h"
 #include "compressor/util/status_macros.h"
@@ -235,6 +236,7 @@ class Focus : public MethodBase {
       std::vector<torch::Tensor> doc_queries;
       torch::Tensor doc_rows, chunk_scores;
       std::vector<torch::Tensor> recall_scores;  // recall: per layer [Hkv, len]
+      PhaseSpan phase("focus.chunk");
       if (in.prefilled != nullptr) {
         KVC_ASSIGN_OR_RETURN(cache, ContextCache(in, chunk, /*stats=*/nullptr));
       } else {
@@ -271,6 +273,7 @@ class Focus : public MethodBase {
           scores.push_back(carried.empty() ? fresh : torch::cat({carried[l], fresh}, 1));
         }
       } else {
+        phase.Next("focus.query");
         ForwardOptions fo;
         fo.capture_queries = Q;
         KVC_ASSIGN_OR_RETURN(ForwardOutput out,
@@ -286,7 +289,9 @@ class Focus : public MethodBase {
       }
       // Every layer keeps the same number of slots (padding where its budget is smaller), so that the next
       // chunk lands at the same slots, and rotary positions, in all of them.
+      phase.Next("focus.select");
       std::vector<Kept> kept = Select(cache, scores, ids, k, protect);
+      phase.Next("focus.gather");
       for (int64_t l = 0; l < cache.num_layers(); ++l) {
         GatherLayer(cache, l, kept[l].idx, o_.rerotate, model.rope(), kept[l].valid);
       }
