@@ -326,15 +326,20 @@ void Int8RowSums(const torch::Tensor& a_codes, const torch::Tensor& a_low, const
   TORCH_CHECK(b.dim() == 2 && b.size(1) == k && b.is_contiguous() && b.scalar_type() == torch::kInt8 &&
                   b_sums.numel() == m && b_sums.scalar_type() == torch::kInt32 && b_sums.is_contiguous(),
               "vnni_gemv::Int8RowSums: weight rows of shape ", b.sizes(), " for activations of ", k, " inputs");
+  const std::initializer_list<std::pair<const torch::Tensor*, const torch::Tensor*>> digits = {{&a_codes, &hi},
+                                                                                                {&a_low, &lo}};
+  for (const auto& [a, o] : digits) {
+    if (!a->defined()) continue;
+    TORCH_CHECK(a->scalar_type() == torch::kInt8 && a->size(0) == n && a->size(1) == k && a->stride(1) == 1 &&
+                    o->scalar_type() == torch::kInt32 && o->size(0) == n && o->size(1) == m && o->stride(1) == 1,
+                "vnni_gemv::Int8RowSums: activations or sums of the wrong type or shape");
+  }
   std::vector<const int8_t*> acts;
   std::vector<int32_t*> outs;
   // Each activation row's digits side by side, so that one weight load serves both.
   for (int64_t i = 0; i < n; ++i) {
-    for (const auto& [a, o] : {std::pair{&a_codes, &hi}, std::pair{&a_low, &lo}}) {
+    for (const auto& [a, o] : digits) {
       if (!a->defined()) continue;
-      TORCH_CHECK(a->scalar_type() == torch::kInt8 && a->size(0) == n && a->size(1) == k && a->stride(1) == 1 &&
-                      o->scalar_type() == torch::kInt32 && o->size(0) == n && o->size(1) == m && o->stride(1) == 1,
-                  "vnni_gemv::Int8RowSums: activations or sums of the wrong type or shape");
       acts.push_back(a->data_ptr<int8_t>() + i * a->stride(0));
       outs.push_back(o->data_ptr<int32_t>() + i * o->stride(0));
     }
